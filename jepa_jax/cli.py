@@ -1,0 +1,67 @@
+"""The `jepa-jax` command. Each verb is a thin wrapper over a library function users can call too.
+
+  jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
+      -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
+  jepa-jax report --config DIR/config.py-or-experiments/... --workdir DIR
+      -> re-probe the checkpoints of an existing run
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+VERBS = ("train", "report")
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, metrics, checkpoints, report.")
+
+
+def _main(argv) -> None:
+    if len(argv) != 2 or argv[1] not in VERBS:
+        raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS)}}} --config FILE --workdir DIR "
+                             f"(got {' '.join(argv[1:]) or 'no verb'})")
+    config_path = config_flags.get_config_filename(flags.FLAGS["config"])
+    if config_path is None or _WORKDIR.value is None:
+        raise app.UsageError("--config and --workdir are required")
+    if not os.path.isfile(config_path.split(":")[0]):
+        raise FileNotFoundError(f"--config {config_path}: no such file; configs live in experiments/configs/")
+    # Imported after flag parsing so `--help` and usage errors stay fast.
+    from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
+    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    if argv[1] == "train":
+        summary = loop.train(config, workdir)
+        loop.save_summary(summary, workdir)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
+    result = report.world_report(loop.build_run(config), workdir)
+    print(open(result["paths"]["report.md"], encoding="utf-8").read() if os.path.exists(
+        result["paths"]["report.md"]) else "")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parse flags; a bad flag or config override (e.g. a key that does not exist) is a one-line error."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
+        reason = " ".join(str(err).replace("\\n", " ").replace("\\'", "").replace("'", "").split())
+        if isinstance(err, (AttributeError, KeyError)):
+            overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+            reason = f"unknown config key {reason} (overrides given: {', '.join(overrides)}; valid keys are " \
+                     f"the fields of the --config file)"
+        sys.exit(f"jepa-jax: error: {reason}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app.run(_main, flags_parser=_parse_flags)
+    except (ValueError, FileNotFoundError) as err:  # config / input errors: one line, no traceback
+        sys.exit(f"jepa-jax: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Checks a run config before anything is compiled, and builds the objects it describes.
+
+Every error is one line naming the config field and the valid choices.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from jepa_jax import masks as masks_lib
+from jepa_jax.models import posemb, predictor, vit
+
+OBJECTIVES = ("ema", "sigreg")
+LOSSES = ("l1", "l2")
+POS_EMBEDDINGS = ("rope", "sincos")
+DATA_SOURCES = ("balls",)
+
+
+def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """Load `get_config(arg)` from a config file (what `--config path:arg` does on the command line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} does not exist: pass a file under experiments/configs/")
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _choice(value, field: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"config.{field}={value!r} is not valid: choose one of {list(choices)}")
+
+
+def _positive(value, field: str) -> None:
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"config.{field}={value!r} must be a positive integer")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError (one line: field, bad value, valid values) for anything that cannot run."""
+    _choice(config.objective, "objective", OBJECTIVES)
+    _choice(config.model.size, "model.size", sorted(vit.SIZES))
+    _choice(config.model.pos_embedding, "model.pos_embedding", POS_EMBEDDINGS)
+    _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
+    _choice(config.loss.kind, "loss.kind", LOSSES)
+    _choice(config.data.source, "data.source", DATA_SOURCES)
+    for field in ("model.patch_size", "model.tubelet_size", "data.batch_size", "train.steps", "train.log_every",
+                  "model.predictor.width", "model.predictor.depth", "model.predictor.num_heads"):
+        node = config
+        for part in field.split("."):
+            node = node[part]
+        _positive(node, field)
+    world = config.data.world
+    vit.token_grid((1, world.num_frames, world.size, world.size, 3), config.model.patch_size,
+                   config.model.tubelet_size)
+    if config.model.predictor.width % config.model.predictor.num_heads:
+        raise ValueError(f"config.model.predictor.width={config.model.predictor.width} must be divisible by "
+                         f"config.model.predictor.num_heads={config.model.predictor.num_heads}")
+    if not config.masks:
+        raise ValueError("config.masks is empty: give at least one mask config, e.g. short_range")
+    if config.model.pos_embedding == "rope" and posemb.rope_axis_dim(
+            config.model.predictor.width // config.model.predictor.num_heads) == 0:
+        raise ValueError("config.model.predictor: head dim width/num_heads must be >= 6 for 3D RoPE")
+    if not all(0 < f <= 1 for f in config.probe.at_fractions):
+        raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
+
+
+def token_grid(config) -> tuple[int, int, int]:
+    """(T', H', W') of the configured clips."""
+    world = config.data.world
+    return vit.token_grid((1, world.num_frames, world.size, world.size, 3), config.model.patch_size,
+                          config.model.tubelet_size)
+
+
+def build_maskers(config) -> list[masks_lib.MultiBlockMasker]:
+    """One multi-block masker per entry of config.masks, in the order given (= the mask-token index)."""
+    grid = token_grid(config)
+    return [masks_lib.MultiBlockMasker(grid, masks_lib.MaskConfig(**{k: tuple(v) if isinstance(v, (list, tuple))
+                                                                     else v for k, v in cfg.items()}))
+            for cfg in config.masks.values()]
+
+
+def build_encoder(config) -> vit.VisionTransformer:
+    m = config.model
+    return vit.VisionTransformer(size=m.size, patch_size=m.patch_size, tubelet_size=m.tubelet_size,
+                                 pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)
+
+
+def build_predictor(config) -> predictor.Predictor:
+    m = config.model
+    return predictor.Predictor(embed_dim=vit.get_size(m.size).width, width=m.predictor.width,
+                               depth=m.predictor.depth, num_heads=m.predictor.num_heads,
+                               mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=len(config.masks),
+                               pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)

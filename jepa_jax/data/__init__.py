@@ -1,0 +1,1 @@
+"""Input pipelines (grain): sources, transforms, per-host batching."""

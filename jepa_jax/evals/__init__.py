@@ -1,0 +1,1 @@
+"""Evaluations on frozen encoders: probes and reports."""

@@ -1,0 +1,1 @@
+"""Encoder (ViT), predictor and position encodings."""

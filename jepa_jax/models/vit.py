@@ -1,0 +1,223 @@
+"""Vision Transformer over images (2D patches) and videos (3D tubelets), V-JEPA / V-JEPA 2 layout.
+
+Pre-LN blocks (LayerNorm eps 1e-6, qkv bias, exact-GELU MLP), no CLS token, final LayerNorm. Parameter names
+mirror the official PyTorch state dict (`patch_embed`, `blocks_{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,
+mlp.fc2}`, `norm`), so converting weights is a renaming table plus transposes/reshapes. Every parameter carries
+logical axis names (`embed`, `mlp`, `heads`, `kv`); only `jepa_jax.parallel` maps them to mesh axes.
+"""
+
+import dataclasses
+from typing import Literal, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jepa_jax.models import posemb
+
+PosEmbedding = Literal["sincos", "rope"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTSize:
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+
+
+# Official factories (vjepa_spec.md 1.1); "giant" is V-JEPA 2's vit_giant_xformers (22 heads of 64).
+# "nano" and "micro" are CPU test sizes.
+SIZES = {
+    "nano": ViTSize(32, 2, 2, 128),
+    "micro": ViTSize(128, 4, 4, 512),
+    "tiny": ViTSize(192, 12, 3, 768),
+    "small": ViTSize(384, 12, 6, 1536),
+    "base": ViTSize(768, 12, 12, 3072),
+    "large": ViTSize(1024, 24, 16, 4096),
+    "huge": ViTSize(1280, 32, 16, 5120),
+    "giant": ViTSize(1408, 40, 22, 6144),
+}
+
+
+def get_size(name: str) -> ViTSize:
+    """Size by name; one-line error listing the valid names."""
+    if name not in SIZES:
+        raise ValueError(f"model size {name!r} is unknown: choose one of {sorted(SIZES)}")
+    return SIZES[name]
+
+
+def trunc_normal(std: float = 0.02):
+    return nn.initializers.truncated_normal(stddev=std)
+
+
+def _param_init(init, names: Sequence[str | None]):
+    return nn.with_logical_partitioning(init, tuple(names))
+
+
+def layer_norm(name: str, epsilon: float = 1e-6) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=epsilon, name=name,
+                        scale_init=_param_init(nn.initializers.ones, ("embed",)),
+                        bias_init=_param_init(nn.initializers.zeros, ("embed",)))
+
+
+class Dense(nn.Module):
+    """Linear layer over the trailing `num_in` axes with a multi-axis kernel (e.g. [D, 3, heads, head_dim]).
+
+    Kernels keep their multi-axis shape (unlike nn.DenseGeneral, which initialises a flattened kernel) so that
+    each axis has its own logical name.
+    """
+    features: tuple[int, ...]
+    names: tuple[str | None, ...]  # logical names of the kernel axes: inputs then outputs
+    num_in: int = 1
+    std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x):
+        in_shape = x.shape[-self.num_in:]
+        kernel = self.param("kernel", _param_init(trunc_normal(self.std), self.names), in_shape + self.features)
+        bias = self.param("bias", _param_init(nn.initializers.zeros, self.names[self.num_in:]), self.features)
+        contracted = tuple(range(x.ndim - self.num_in, x.ndim))
+        y = jax.lax.dot_general(x, kernel.astype(x.dtype), ((contracted, tuple(range(self.num_in))), ((), ())))
+        return y + bias.astype(x.dtype)
+
+
+def dense(features, names, name, num_in=1, std=0.02) -> Dense:
+    """Dense with trunc-normal(std) kernel and zero bias; `features` an int or a tuple of output sizes."""
+    features = (features,) if isinstance(features, int) else tuple(features)
+    return Dense(features, tuple(names), num_in, std, name=name)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection and optional 3D RoPE on q and k."""
+    num_heads: int
+    rope: bool = False
+    rope_pairing: posemb.RopePairing = "repeat"
+    proj_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x, coords=None, mask=None):
+        """x [B, N, D], coords [B, N, 3] (needed for RoPE), mask [B, 1|h, N, N] bool -> [B, N, D]."""
+        width = x.shape[-1]
+        head_dim = width // self.num_heads
+        qkv = dense((3, self.num_heads, head_dim), ("embed", None, "heads", "kv"), "qkv")(x)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, h, Dh]
+        if self.rope:
+            q = posemb.apply_rope_3d(q, coords, self.rope_pairing)
+            k = posemb.apply_rope_3d(k, coords, self.rope_pairing)
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        return dense(width, ("heads", "kv", "embed"), "proj", num_in=2, std=self.proj_std)(out)
+
+
+class Mlp(nn.Module):
+    hidden_dim: int
+    fc2_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x):
+        """[B, N, D] -> [B, N, D]; exact (erf) GELU as in torch.nn.GELU()."""
+        h = dense(self.hidden_dim, ("embed", "mlp"), "fc1")(x)
+        h = nn.gelu(h, approximate=False)
+        return dense(x.shape[-1], ("mlp", "embed"), "fc2", std=self.fc2_std)(h)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+    num_heads: int
+    mlp_dim: int
+    rope: bool = False
+    rope_pairing: posemb.RopePairing = "repeat"
+    residual_std: float = 0.02  # std of attn.proj and mlp.fc2 (V-JEPA 2 divides by sqrt(2 * layer))
+
+    @nn.compact
+    def __call__(self, x, coords=None, mask=None):
+        x = nn.with_logical_constraint(x, ("act_batch", "act_tokens", "act_embed"))
+        x = x + Attention(self.num_heads, self.rope, self.rope_pairing, self.residual_std, name="attn")(
+            layer_norm("norm1")(x), coords, mask)
+        x = x + Mlp(self.mlp_dim, self.residual_std, name="mlp")(layer_norm("norm2")(x))
+        return x
+
+
+def transformer_blocks(x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int, mlp_dim: int,
+                       rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: bool = False):
+    """Run `depth` blocks named {prefix}_0.. inside the calling compact module: [B, N, D] -> [B, N, D].
+
+    Block l (0-based) initialises attn.proj and mlp.fc2 with std 0.02 / sqrt(2 (l + 1)) (V-JEPA 2's depth rescale).
+    """
+    block_cls = nn.remat(Block) if remat else Block
+    for layer in range(depth):
+        x = block_cls(num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5,
+                      name=f"{prefix}_{layer}")(x, coords, mask)
+    return x
+
+
+def token_grid(video_shape, patch_size: int, tubelet_size: int) -> tuple[int, int, int]:
+    """(T', H', W') of a [B, T, H, W, C] input; one-line errors for sizes that do not divide."""
+    _, frames, height, width, _ = video_shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"model.patch_size={patch_size} must divide the frame size {height}x{width}: "
+                         f"choose a divisor or resize the input")
+    if frames % tubelet_size:
+        raise ValueError(f"model.tubelet_size={tubelet_size} must divide the number of frames {frames}: "
+                         f"change data.num_frames or model.tubelet_size")
+    return frames // tubelet_size, height // patch_size, width // patch_size
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping (tubelet x patch x patch) embedding, i.e. a stride = kernel Conv3d (Conv2d if tubelet 1)."""
+    width: int
+    patch_size: int
+    tubelet_size: int
+
+    @nn.compact
+    def __call__(self, video):
+        """video [B, T, H, W, C] -> tokens [B, N, D] in time-major order."""
+        b, frames, height, width, channels = video.shape
+        t, p = self.tubelet_size, self.patch_size
+        grid = token_grid(video.shape, p, t)
+        kernel = self.param("kernel", _param_init(trunc_normal(), (None, None, None, None, "embed")),
+                            (t, p, p, channels, self.width))
+        bias = self.param("bias", _param_init(nn.initializers.zeros, ("embed",)), (self.width,))
+        x = video.reshape(b, grid[0], t, grid[1], p, grid[2], p, channels)
+        x = jnp.einsum("bTtHhWwc,thwcd->bTHWd", x, kernel.astype(video.dtype))
+        return x.reshape(b, grid[0] * grid[1] * grid[2], self.width) + bias
+
+
+def gather_tokens(x, indices):
+    """x [B, N, ...] gathered at indices [B, K] -> [B, K, ...]."""
+    idx = indices.reshape(indices.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+class VisionTransformer(nn.Module):
+    """The JEPA encoder: video [B, T, H, W, C] (or image [B, H, W, C]) -> tokens [B, N or K, D]."""
+    size: str = "micro"
+    patch_size: int = 16
+    tubelet_size: int = 2
+    pos_embedding: PosEmbedding = "rope"
+    rope_pairing: posemb.RopePairing = "repeat"
+    uniform_power: bool = True
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, video, keep=None):
+        """Encode a clip; `keep` [B, K] (token indices) makes this the context encoder.
+
+        Tokens are gathered after the patch embedding (and the additive sin-cos positions) and before the first
+        block, so keeping indices equals encoding only those tokens.
+        """
+        dims = get_size(self.size)
+        if video.ndim == 4:  # an image is a one-frame clip
+            video = video[:, None]
+        grid = token_grid(video.shape, self.patch_size, self.tubelet_size)
+        x = PatchEmbed(dims.width, self.patch_size, self.tubelet_size, name="patch_embed")(video)
+        if self.pos_embedding == "sincos":
+            x = x + jnp.asarray(posemb.sincos_3d(dims.width, grid, self.uniform_power), x.dtype)
+        coords = jnp.asarray(posemb.grid_coordinates(grid))[None]
+        if keep is not None:
+            x = gather_tokens(x, keep)
+            coords = posemb.token_coordinates(keep, grid)
+        x = transformer_blocks(x, coords, prefix="blocks", depth=dims.depth, num_heads=dims.num_heads,
+                               mlp_dim=dims.mlp_dim, rope=self.pos_embedding == "rope",
+                               rope_pairing=self.rope_pairing, remat=self.remat)
+        return layer_norm("norm")(x)

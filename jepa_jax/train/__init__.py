@@ -1,0 +1,1 @@
+"""Train state, optimizer, pure train step and the training loop."""

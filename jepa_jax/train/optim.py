@@ -1,0 +1,57 @@
+"""AdamW with V-JEPA's schedules: linear warmup + cosine learning rate, cosine weight-decay ramp.
+
+Official schedulers are stepped before use, so optimizer update `count` (0-based) uses schedule step count + 1.
+Their horizon is T_max = int(ipe_scale * total_steps) (ipe_scale 1.25), so a run stops at 80 % of the cosine.
+Weight decay skips biases and every 1-D parameter (LayerNorm scales and biases), as `WD_exclude` does.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def warmup_cosine_lr(start_lr: float, lr: float, final_lr: float, warmup_steps: int, horizon: int):
+    """Schedule count -> lr: linear start_lr -> lr over `warmup_steps`, then cosine to final_lr at `horizon`."""
+    def schedule(count):
+        step = count + 1.0
+        warm = start_lr + (step / max(warmup_steps, 1)) * (lr - start_lr)
+        progress = (step - warmup_steps) / max(horizon - warmup_steps, 1)
+        cosine = final_lr + (lr - final_lr) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+        return jnp.where(step < warmup_steps, warm, jnp.maximum(final_lr, cosine))
+    return schedule
+
+
+def cosine_weight_decay(weight_decay: float, final_weight_decay: float, horizon: int):
+    """Schedule count -> wd: cosine from weight_decay to final_weight_decay over `horizon` (V-JEPA ramps up)."""
+    def schedule(count):
+        progress = jnp.minimum((count + 1.0) / max(horizon, 1), 1.0)
+        return final_weight_decay + (weight_decay - final_weight_decay) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    return schedule
+
+
+def decay_mask(params):
+    """True for parameters that get weight decay: not a bias and more than one dimension."""
+    def keep(path, leaf):
+        return jnp.ndim(leaf) > 1 and "bias" not in jax.tree_util.keystr(path)
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
+    """AdamW from config.optim with its schedules injected as hyper-parameters (readable from the state)."""
+    horizon = int(optim.ipe_scale * total_steps)
+    adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+        learning_rate=warmup_cosine_lr(optim.start_lr, optim.lr, optim.final_lr, optim.warmup_steps, horizon),
+        weight_decay=cosine_weight_decay(optim.weight_decay, optim.final_weight_decay, horizon),
+        b1=optim.b1, b2=optim.b2, eps=optim.eps, mask=decay_mask)
+    if optim.grad_clip > 0:
+        return optax.chain(optax.clip_by_global_norm(optim.grad_clip), adamw)
+    return adamw
+
+
+def current_hyperparams(opt_state) -> dict:
+    """{'lr': ..., 'weight_decay': ...} of the injected AdamW in `opt_state` (chained or not)."""
+    states = opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else (opt_state,)
+    for state in states:
+        if hasattr(state, "hyperparams"):
+            return {"lr": state.hyperparams["learning_rate"], "weight_decay": state.hyperparams["weight_decay"]}
+    raise ValueError("optimizer state has no injected hyper-parameters")

@@ -1,0 +1,59 @@
+"""The `jepa-jax` command end to end (subprocesses): the smoke run's artefacts and one-line config errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, TINY_WORLD
+
+
+def jepa_jax(*args, workdir):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    return subprocess.run([sys.executable, "-m", "jepa_jax.cli", *args, "--workdir", str(workdir)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tmp_path):
+    result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", workdir=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"]["size"] == "nano" and config["objective"] == "sigreg"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all({"loss", "target_spread", "sigreg", "lr"} <= set(r) for r in records)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["0", "2", "4"]
+    report = (tmp_path / "report.md").read_text()
+    assert "| random init |" in report and "| trained, step 4 |" in report and "| raw pixels |" in report
+    for png in ("report.png", "training.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["steps_per_s"] > 0
+    assert "Probe report" in result.stdout
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.model.sise=1", "unknown config key"),
+    ("--config.model.size=colossal", "config.model.size='colossal' is not valid: choose one of"),
+    ("--config.model.patch_size=7", "model.patch_size=7 must divide the frame size 64x64"),
+    ("--config.data.world.num_frames=7", "model.tubelet_size=2 must divide the number of frames 7"),
+    ("--config.objective=byol", "config.objective='byol' is not valid"),
+    ("--config.train.steps=0", "config.train.steps=0 must be a positive integer"),
+])
+def test_bad_config_is_a_one_line_error_before_compiling(tmp_path, override, message):
+    result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", override, workdir=tmp_path)
+    assert result.returncode != 0
+    last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("jepa-jax: error:") and message in last, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_config_file_and_verb(tmp_path):
+    result = jepa_jax("train", "--config", "nope.py", workdir=tmp_path)
+    assert result.returncode != 0 and "nope.py: no such file" in result.stderr
+    result = jepa_jax("fly", "--config", f"{TINY_WORLD}:smoke", workdir=tmp_path)
+    assert result.returncode != 0 and "usage: jepa-jax" in result.stderr
