@@ -9,7 +9,6 @@ import json
 import os
 
 import jax
-import numpy as np
 
 from jepa_jax import checkpoint, metrics as metrics_lib
 from jepa_jax.evals import world_probe

@@ -31,10 +31,16 @@ def test_compiles_once_over_20_steps_with_fresh_masks(smoke_config):
     batches = host_batches(smoke_config, run, 20)
     assert len({b["masks"][0][0].tobytes() for b in batches}) == 20  # masks really change
     compiles = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration"
-        else None)
-    _, history = run_steps(run, batches)
+
+    def count_compiles(event, _duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(count_compiles)
+    try:
+        _, history = run_steps(run, batches)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count_compiles)
     assert len(compiles) == 1
     assert all(np.isfinite(m["loss"]) for m in history)
 
