@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)
-    config.optim = dict(lr=1e-3, start_lr=2e-4, final_lr=1e-6, warmup_steps=20, weight_decay=0.04,
+    config.optim = dict(lr=3e-4, start_lr=1e-4, final_lr=1e-6, warmup_steps=20, weight_decay=0.04,
                         final_weight_decay=0.4, ipe_scale=1.25, b1=0.9, b2=0.999, eps=1e-8, grad_clip=0.0)
     config.train = dict(steps=300, log_every=10)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
