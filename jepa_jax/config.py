@@ -74,7 +74,10 @@ def token_grid(config) -> tuple[int, int, int]:
 
 
 def build_maskers(config) -> list[masks_lib.MultiBlockMasker]:
-    """One multi-block masker per entry of config.masks, in the order given (= the mask-token index)."""
+    """One multi-block masker per entry of config.masks, in the order given (= the mask-token index).
+
+    Build config.masks as ConfigDict(..., sort_keys=False): a plain dict is sorted by key.
+    """
     grid = token_grid(config)
     return [masks_lib.MultiBlockMasker(grid, masks_lib.MaskConfig(**{k: tuple(v) if isinstance(v, (list, tuple))
                                                                      else v for k, v in cfg.items()}))

@@ -51,3 +51,10 @@ def test_hosts_read_different_clips_and_masks(smoke_config):
     host0, host1 = next(iter(make_stream(smoke_config, 0, 2))), next(iter(make_stream(smoke_config, 1, 2)))
     assert not np.array_equal(host0["video"], host1["video"])
     assert not np.array_equal(host0["masks"][0][1], host1["masks"][0][1])
+
+
+def test_mask_configs_keep_their_order_so_mask_token_0_is_short_range(smoke_config):
+    assert list(smoke_config.masks.keys()) == ["short_range", "long_range"]
+    short, long = config_lib.build_maskers(smoke_config)
+    assert short.config.num_blocks == 8 and long.config.num_blocks == 2
+    assert short.num_target < long.num_target

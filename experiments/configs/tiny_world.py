@@ -32,12 +32,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         num_threads=2,
         prefetch=4,
     )
-    config.masks = dict(
+    # Order matters: mask config i uses the predictor's mask token i (V-JEPA: 0 = short-range, 1 = long-range).
+    config.masks = ml_collections.ConfigDict(dict(
         short_range=dict(num_blocks=8, spatial_scale=(0.15, 0.15), temporal_scale=(1.0, 1.0),
                          aspect_ratio=(0.75, 1.5)),
         long_range=dict(num_blocks=2, spatial_scale=(0.7, 0.7), temporal_scale=(1.0, 1.0),
                         aspect_ratio=(0.75, 1.5)),
-    )
+    ), sort_keys=False)
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)
