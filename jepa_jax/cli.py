@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 VERBS = ("train", "report")
@@ -29,6 +29,8 @@ def _main(argv) -> None:
         raise app.UsageError("--config and --workdir are required")
     if not os.path.isfile(config_path.split(":")[0]):
         raise FileNotFoundError(f"--config {config_path}: no such file; configs live in experiments/configs/")
+    if not flags.FLAGS["verbosity"].present:  # Orbax/grain INFO lines would bury the progress bar
+        logging.set_verbosity(logging.WARNING)
     # Imported after flag parsing so `--help` and usage errors stay fast.
     from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
