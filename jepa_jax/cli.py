@@ -40,8 +40,34 @@ def _main(argv) -> None:
         loop.save_summary(summary, workdir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
     result = report.world_report(loop.build_run(config), workdir)
-    print(open(result["paths"]["report.md"], encoding="utf-8").read() if os.path.exists(
-        result["paths"]["report.md"]) else "")
+    with open(result["paths"]["report.md"], encoding="utf-8") as f:
+        print(f.read())
+
+
+def _config_file_arg(argv: list[str]) -> str | None:
+    """The value of --config (path[:arg]) in argv, if given."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _unknown_key_message(argv: list[str]) -> str | None:
+    """'config.a.b does not exist: valid keys under config.a are [...]' for the first bad --config.* override."""
+    from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    spec = _config_file_arg(argv)
+    if spec is None:
+        return None
+    path, _, arg = spec.partition(":")
+    config = config_lib.load(path, arg or None)
+    for override in argv[1:]:
+        if override.startswith("--config."):
+            message = config_lib.missing_key(config, override[len("--config."):].split("=")[0])
+            if message:
+                return message
+    return None
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -51,9 +77,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
         reason = " ".join(str(err).replace("\\n", " ").replace("\\'", "").replace("'", "").split())
         if isinstance(err, (AttributeError, KeyError)):
-            overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-            reason = f"unknown config key {reason} (overrides given: {', '.join(overrides)}; valid keys are " \
-                     f"the fields of the --config file)"
+            reason = _unknown_key_message(argv) or f"unknown config key: {reason}"
         sys.exit(f"jepa-jax: error: {reason}")
 
 

@@ -27,6 +27,17 @@ def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
     return module.get_config(arg) if arg is not None else module.get_config()
 
 
+def missing_key(config: ml_collections.ConfigDict, dotted_key: str) -> str | None:
+    """One-line message if `dotted_key` (e.g. "model.sise") is not a field of `config`, else None."""
+    node, path = config, "config"
+    for part in dotted_key.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            return f"{path}.{part} does not exist: valid keys under {path} are {valid}"
+        node, path = node[part], f"{path}.{part}"
+    return None
+
+
 def _choice(value, field: str, choices) -> None:
     if value not in choices:
         raise ValueError(f"config.{field}={value!r} is not valid: choose one of {list(choices)}")

@@ -33,10 +33,16 @@ def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tm
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["steps_per_s"] > 0
     assert "Probe report" in result.stdout
+    # `report` re-probes the saved checkpoints of the run without training.
+    (tmp_path / "report.md").unlink()
+    result = jepa_jax("report", "--config", f"{TINY_WORLD}:smoke", workdir=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| trained, step 4 |" in (tmp_path / "report.md").read_text()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4  # nothing was trained again
 
 
 @pytest.mark.parametrize("override,message", [
-    ("--config.model.sise=1", "unknown config key"),
+    ("--config.model.sise=1", "config.model.sise does not exist: valid keys under config.model are"),
     ("--config.model.size=colossal", "config.model.size='colossal' is not valid: choose one of"),
     ("--config.model.patch_size=7", "model.patch_size=7 must divide the frame size 64x64"),
     ("--config.data.world.num_frames=7", "model.tubelet_size=2 must divide the number of frames 7"),

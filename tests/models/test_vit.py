@@ -107,3 +107,13 @@ def test_real_forward_is_finite_and_depends_on_input():
     chex.assert_shape(out, (2, 8, 128))
     chex.assert_tree_all_finite(out)
     assert float(jnp.abs(out[0] - out[1]).mean()) > 1e-3
+
+
+def test_remat_changes_memory_not_numbers():
+    video = jax.random.normal(jax.random.key(4), (2, 4, 16, 16, 3))
+    plain = vit.VisionTransformer(size="nano", patch_size=8, tubelet_size=2)
+    remat = vit.VisionTransformer(size="nano", patch_size=8, tubelet_size=2, remat=True)
+    params = plain.init(jax.random.key(0), video)
+    loss = lambda model: jax.grad(lambda p: jnp.square(model.apply(p, video)).mean())(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), nn.meta.unbox(loss(plain)),
+                 nn.meta.unbox(loss(remat)))
