@@ -116,7 +116,8 @@ def _log(step: int, device_metrics: dict, writer, progress, log_every: int) -> d
         raise FloatingPointError(f"loss is {scalars['loss']} at step {step}: lower config.optim.lr or check the data")
     progress.update({"loss": scalars["loss"], "spread": scalars["target_spread"]})
     if step % log_every == 0 or step == 1:
-        writer.write(step, {**scalars, "steps_per_s": progress.steps_per_second()})
+        rate = progress.steps_per_second()
+        writer.write(step, {**scalars, **({"steps_per_s": rate} if math.isfinite(rate) else {})})
     return scalars
 
 
