@@ -39,6 +39,11 @@ def _main(argv) -> None:
         summary = loop.train(config, workdir)
         loop.save_summary(summary, workdir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
+    if config.data.source != "balls":
+        if argv[1] == "report":
+            raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
+                             f"{config.data.source!r} has no ground-truth states to probe")
+        return
     result = report.world_report(loop.build_run(config), workdir)
     with open(result["paths"]["report.md"], encoding="utf-8") as f:
         print(f.read())

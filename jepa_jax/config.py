@@ -14,7 +14,7 @@ from jepa_jax.models import posemb, predictor, vit
 OBJECTIVES = ("ema", "sigreg")
 LOSSES = ("l1", "l2")
 POS_EMBEDDINGS = ("rope", "sincos")
-DATA_SOURCES = ("balls",)
+DATA_SOURCES = ("balls", "video")
 
 
 def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -62,9 +62,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         for part in field.split("."):
             node = node[part]
         _positive(node, field)
-    world = config.data.world
-    vit.token_grid((1, world.num_frames, world.size, world.size, 3), config.model.patch_size,
-                   config.model.tubelet_size)
+    if config.data.source == "video":
+        _validate_video(config.data.video)
+    token_grid(config)
     if config.model.predictor.width % config.model.predictor.num_heads:
         raise ValueError(f"config.model.predictor.width={config.model.predictor.width} must be divisible by "
                          f"config.model.predictor.num_heads={config.model.predictor.num_heads}")
@@ -77,11 +77,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
 
 
+def _validate_video(video) -> None:
+    if not video.manifests:
+        raise ValueError("config.data.video.manifests is empty: give one or more manifests, e.g. "
+                         "--config.data.video.manifests=\"('train.csv',)\"")
+    if video.weights and len(video.weights) != len(video.manifests):
+        raise ValueError(f"config.data.video.weights has {len(video.weights)} entries for "
+                         f"{len(video.manifests)} manifests: give one weight per manifest or none")
+    if (video.frame_step > 0) == (video.fps > 0):
+        raise ValueError(f"config.data.video: set exactly one of frame_step (>0) and fps (>0), got "
+                         f"frame_step={video.frame_step}, fps={video.fps}")
+    _positive(video.frames_per_clip, "data.video.frames_per_clip")
+    _positive(video.crop_size, "data.video.crop_size")
+
+
+def clip_shape(config) -> tuple[int, int]:
+    """(frames, size) of the square clips the model sees."""
+    if config.data.source == "video":
+        return config.data.video.frames_per_clip, config.data.video.crop_size
+    return config.data.world.num_frames, config.data.world.size
+
+
 def token_grid(config) -> tuple[int, int, int]:
     """(T', H', W') of the configured clips."""
-    world = config.data.world
-    return vit.token_grid((1, world.num_frames, world.size, world.size, 3), config.model.patch_size,
-                          config.model.tubelet_size)
+    frames, size = clip_shape(config)
+    return vit.token_grid((1, frames, size, size, 3), config.model.patch_size, config.model.tubelet_size)
 
 
 def build_maskers(config) -> list[masks_lib.MultiBlockMasker]:

@@ -17,3 +17,18 @@ TINY_WORLD = os.path.join(REPO, "experiments", "configs", "tiny_world.py")
 def smoke_config():
     """The tiny-world config shrunk to a seconds-long run."""
     return config_lib.load(TINY_WORLD, "smoke")
+
+
+def assert_stream_resumes_exactly(make_stream, skip: int = 1, check: int = 3) -> None:
+    """The stream restored from its state after `skip` elements equals the uninterrupted one, leaf by leaf."""
+    import jax  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    it = iter(make_stream())
+    for _ in range(skip):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(check)]
+    resumed = iter(make_stream())
+    resumed.set_state(state)
+    for want in expected:
+        jax.tree.map(np.testing.assert_array_equal, next(resumed), want)

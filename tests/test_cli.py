@@ -63,3 +63,17 @@ def test_missing_config_file_and_verb(tmp_path):
     assert result.returncode != 0 and "nope.py: no such file" in result.stderr
     result = jepa_jax("fly", "--config", f"{TINY_WORLD}:smoke", workdir=tmp_path)
     assert result.returncode != 0 and "usage: jepa-jax" in result.stderr
+
+
+def test_train_on_a_video_manifest_counts_bad_files(tmp_path):
+    from tests.data.conftest import write_video  # pylint: disable=g-import-not-at-top
+    paths = [write_video(tmp_path / f"clip{i}.mp4", 40, 30, 80, 64) for i in range(3)]
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("\n".join(f"{p} 0" for p in paths + [str(tmp_path / "missing.mp4")]) + "\n")
+    result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke,video",
+                      f"--config.data.video.manifests=('{manifest}',)", "--config.data.video.max_bad_fraction=0.5",
+                      workdir=tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["bad_files_total/missing"] >= 1
+    assert "Probe report" not in result.stdout  # no ground truth to probe for videos

@@ -4,6 +4,7 @@ import numpy as np
 
 from jepa_jax import config as config_lib
 from jepa_jax.data import pipeline
+from tests.conftest import assert_stream_resumes_exactly
 
 
 def make_stream(config, process_index=0, process_count=1, seed=0):
@@ -35,16 +36,7 @@ def test_stream_is_deterministic_and_seed_dependent(smoke_config):
 
 
 def test_iterator_state_restores_the_exact_stream(smoke_config):
-    it = iter(make_stream(smoke_config))
-    next(it)
-    state = it.get_state()
-    expected = [next(it) for _ in range(2)]
-    resumed = iter(make_stream(smoke_config))
-    resumed.set_state(state)
-    for want in expected:
-        got = next(resumed)
-        np.testing.assert_array_equal(got["video"], want["video"])
-        np.testing.assert_array_equal(got["masks"][1][1], want["masks"][1][1])
+    assert_stream_resumes_exactly(lambda: make_stream(smoke_config), check=2)
 
 
 def test_hosts_read_different_clips_and_masks(smoke_config):

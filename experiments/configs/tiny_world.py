@@ -16,7 +16,12 @@ import ml_collections
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The tiny-world config. `arg="smoke"` shrinks it to a seconds-long run for tests."""
+    """The tiny-world config.
+
+    arg: "smoke" shrinks it to a seconds-long run for tests; "video" trains the same model on video files instead:
+    `--config experiments/configs/tiny_world.py:video --config.data.video.manifests="('train.csv',)"`
+    (manifests: official `PATH LABEL` CSV, JSONL, a directory or a glob; weights mix several).
+    """
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.objective = "sigreg"  # "sigreg" (EMA-free) or "ema" (V-JEPA)
@@ -28,6 +33,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data = dict(
         source="balls",
         world=dict(num_frames=8, size=64, num_balls=3, occluder=False),
+        # Used when source="video" (`:video` below): official V-JEPA decoding, sampling and augmentation.
+        video=dict(manifests=(), weights=(), frames_per_clip=8, frame_step=4, fps=0.0, crop_size=64,
+                   scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip=0.5, max_bad_fraction=0.2, max_retries=20),
         batch_size=32,  # global batch, split over processes and devices
         num_threads=2,
         prefetch=4,
@@ -49,7 +57,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.probe = dict(num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
                         at_fractions=(0.1, 0.25, 0.5, 1.0))
 
-    if arg == "smoke":
+    args = set((arg or "").split(","))
+    if "video" in args:
+        config.data.source = "video"
+    if "smoke" in args:
         config.data.batch_size = 8
         config.model.size = "nano"
         config.train.steps = 4

@@ -1,10 +1,17 @@
-"""Grain input pipeline per host: source -> shuffle -> host shard -> batch -> mask sampler -> prefetch.
+"""Grain input pipeline per host: sources -> shuffle -> mix -> host shard -> load -> batch -> masks -> prefetch.
 
 Clips stay uint8 [B, T, H, W, C] on the host; masks are numpy int32 index arrays sampled once per batch (the
 multi-block block size is shared by a batch, positions per sample). Iteration is infinite and step-based; the
 iterator state is a small dict (`get_state`/`set_state`) that checkpoints can store.
+
+Video files are decoded by `LoadVideoClip` inside the pipeline. A file that cannot be used is replaced by another
+entry of the same manifest chosen deterministically from its index (so a resumed run sees the same stream), its
+path is logged once, and the batch carries `bad_files` [B, len(video.REASONS)] counts that the train step sums
+into metrics.
 """
 
+import logging
+import threading
 from typing import Sequence
 
 import grain
@@ -12,6 +19,7 @@ import jax
 import numpy as np
 
 from jepa_jax import masks as masks_lib
+from jepa_jax.data import sources as sources_lib, transforms, video
 from jepa_jax.worlds import BallsWorldConfig, BallsWorldSource
 
 # Enough distinct procedurally generated clips that a run never sees one twice.
@@ -21,6 +29,93 @@ WORLD_CLIPS = 2**31 - 1
 def world_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> BallsWorldSource:
     """The built-in bouncing-balls world described by config.data.world."""
     return BallsWorldSource(BallsWorldConfig(**config.data.world), num_clips=num_clips, seed=seed)
+
+
+class BadFileLog:
+    """Process-wide record of unusable files: each path is logged once; keeps examples for error messages."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reasons: dict[str, str] = {}
+
+    def record(self, err: video.VideoError) -> None:
+        with self._lock:
+            if err.path in self.reasons:
+                return
+            self.reasons[err.path] = err.reason
+        logging.warning("skipping unusable video (replaced by another entry): %s", err)
+
+    def examples(self, count: int = 3) -> list[str]:
+        with self._lock:
+            return [f"{path} ({reason})" for path, reason in list(self.reasons.items())[:count]]
+
+
+BAD_FILES = BadFileLog()
+
+
+class BadFileBudget:
+    """Running totals of unusable files (from the step's `bad_files/*` metrics); too large a share stops the run."""
+
+    def __init__(self, max_fraction: float, clips_per_step: int, min_files: int = 50):
+        self.max_fraction, self.clips_per_step, self.min_files = max_fraction, clips_per_step, min_files
+        self.bad = dict.fromkeys(video.REASONS, 0)
+        self.clips = 0
+
+    def update(self, scalars: dict) -> dict:
+        """Add one step's counts; returns cumulative {"bad_files_total/<reason>": n}; raises past the budget."""
+        for reason in video.REASONS:
+            self.bad[reason] += int(scalars.get(f"bad_files/{reason}", 0))
+        self.clips += self.clips_per_step
+        bad = sum(self.bad.values())
+        attempted = bad + self.clips
+        if attempted >= self.min_files and bad > self.max_fraction * attempted:
+            counts = ", ".join(f"{r}={n}" for r, n in self.bad.items() if n)
+            raise RuntimeError(f"{bad} of {attempted} video files could not be used ({counts}), more than "
+                               f"config.data.video.max_bad_fraction={self.max_fraction}; e.g. "
+                               f"{', '.join(BAD_FILES.examples())}: fix or remove them from the manifest")
+        return {f"bad_files_total/{r}": n for r, n in self.bad.items()}
+
+
+class LoadVideoClip:
+    """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [T, S, S, 3], "bad_files": [R]}.
+
+    Decodes a clip (official temporal sampling), applies the official train augmentation (random-resized crop
+    shared by all frames, then horizontal flip). An unusable file is replaced by entry
+    (index * 2654435761 + attempt + 1) mod N of the same source, up to `max_retries` times.
+    """
+
+    def __init__(self, sources: Sequence[sources_lib.ManifestSource], frames_per_clip: int, crop_size: int, *,
+                 frame_step: int | None, target_fps: float | None, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35),
+                 flip_p: float = 0.5, max_retries: int = 20):
+        self.sources = tuple(sources)
+        self.frames_per_clip, self.crop_size = frames_per_clip, crop_size
+        self.frame_step, self.target_fps = frame_step, target_fps
+        self.scale, self.aspect_ratio, self.flip_p = tuple(scale), tuple(aspect_ratio), flip_p
+        self.max_retries = max_retries
+
+    def __call__(self, element: dict, rng: np.random.Generator) -> dict:
+        source = self.sources[element["source"]]
+        index = element["index"]
+        bad = np.zeros(len(video.REASONS), np.int32)
+        for attempt in range(self.max_retries + 1):
+            path = source[index]["path"]
+            try:
+                clips, _ = video.load_clip(path, self.frames_per_clip, rng, frame_step=self.frame_step,
+                                           target_fps=self.target_fps)
+            except video.VideoError as err:
+                bad[video.REASONS.index(err.reason)] += 1
+                BAD_FILES.record(err)
+                index = (index * 2654435761 + attempt + 1) % len(source)
+                continue
+            clip = transforms.train_transform(clips[0], rng, self.crop_size, self.scale, self.aspect_ratio,
+                                              self.flip_p)
+            return {"video": clip, "bad_files": bad}
+        raise RuntimeError(f"{self.max_retries + 1} videos in a row from {source!r} could not be used, e.g. "
+                           f"{', '.join(BAD_FILES.examples())}: fix the manifest (see the logged paths)")
+
+
+def video_sources(manifests: Sequence[str]) -> list[sources_lib.ManifestSource]:
+    return [sources_lib.ManifestSource(m) for m in manifests]
 
 
 class SampleMasks:
@@ -33,19 +128,60 @@ class SampleMasks:
     def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
         rng = np.random.default_rng([int(rng.integers(2**63)), self.stream])
         batch_size = batch["video"].shape[0]
-        return {"video": batch["video"], "masks": masks_lib.sample_masks(self.maskers, rng, batch_size)}
+        return {**batch, "masks": masks_lib.sample_masks(self.maskers, rng, batch_size)}
 
 
-def make_train_dataset(source, maskers, local_batch_size: int, seed: int,
-                       process_index: int | None = None, process_count: int | None = None,
+def _tag(source_id: int):
+    return lambda element: {**element, "source": source_id}
+
+
+def _video_only(element: dict) -> dict:
+    return {"video": element["video"]}
+
+
+def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, weights: Sequence[float] | None = None,
+                       load=None, process_index: int | None = None, process_count: int | None = None,
                        num_threads: int = 2, prefetch: int = 4) -> grain.IterDataset:
-    """Infinite stream of host-local batches {"video": uint8 [b, T, H, W, C], "masks": (...)} for this process."""
+    """Infinite stream of host-local batches {"video": uint8 [b, T, H, W, C], "masks": (...), ...} for this process.
+
+    Args:
+      sources: one random-access source or several (mixed with `weights`, default equal).
+      maskers: one multi-block masker per mask config.
+      local_batch_size: clips per batch on this process.
+      seed: shuffling, mixing, augmentation and mask seed.
+      load: optional grain random-map callable (element, rng) -> {"video": ..., ...} that turns source elements
+        into clips (e.g. LoadVideoClip); by default elements already hold "video".
+    """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
-    dataset = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    sources = [sources] if not isinstance(sources, (list, tuple)) else list(sources)
+    datasets = [grain.MapDataset.source(source).seed(seed + k).shuffle().repeat() for k, source in
+                enumerate(sources)]
+    if len(datasets) == 1:
+        dataset = datasets[0]
+    else:
+        datasets = [d.map(_tag(k)) for k, d in enumerate(datasets)]
+        dataset = grain.MapDataset.mix(datasets, weights)
     dataset = dataset[process_index::process_count]
-    dataset = dataset.map(lambda clip: clip["video"])
+    if load is None:
+        dataset = dataset.map(_video_only)
+    else:
+        dataset = dataset.map(_tag(0)) if len(datasets) == 1 else dataset
+        dataset = dataset.random_map(load)
     dataset = dataset.batch(local_batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda video: {"video": video})
     dataset = dataset.random_map(SampleMasks(maskers, stream=process_index))
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+
+
+def train_dataset(config, maskers, local_batch_size: int) -> grain.IterDataset:
+    """The training stream config.data describes (built-in world or video manifests), for this process."""
+    data = config.data
+    common = dict(seed=config.seed, num_threads=data.num_threads, prefetch=data.prefetch)
+    if data.source == "balls":
+        return make_train_dataset(world_source(config, seed=config.seed), maskers, local_batch_size, **common)
+    v = data.video
+    sources = video_sources(v.manifests)
+    load = LoadVideoClip(sources, v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
+                         target_fps=v.fps or None, scale=v.scale, aspect_ratio=v.aspect_ratio, flip_p=v.flip,
+                         max_retries=v.max_retries)
+    return make_train_dataset(sources, maskers, local_batch_size, weights=v.weights or None, load=load, **common)

@@ -51,8 +51,8 @@ def build_run(config, devices=None) -> Run:
     encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
     maskers, grid = config_lib.build_maskers(config), config_lib.token_grid(config)
     optimizer = optim.make_optimizer(config.optim, config.train.steps)
-    world = config.data.world
-    sample_video = np.zeros((1, world.num_frames, world.size, world.size, 3), np.float32)
+    frames, size = config_lib.clip_shape(config)
+    sample_video = np.zeros((1, frames, size, size, 3), np.float32)
     sample_masks = tuple((np.zeros((1, m.num_context), np.int32), np.zeros((1, m.num_target), np.int32))
                          for m in maskers)
     key = jax.random.key(config.seed)
@@ -76,15 +76,13 @@ def train(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     run = build_run(config)
     write_config(config, workdir)
-    source = pipeline.world_source(config, seed=config.seed)
-    dataset = pipeline.make_train_dataset(source, run.maskers, parallel.local_batch_size(config.data.batch_size),
-                                          seed=config.seed, num_threads=config.data.num_threads,
-                                          prefetch=config.data.prefetch)
-    data_iter = iter(dataset)
+    data_iter = iter(pipeline.train_dataset(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
     checkpointer = checkpoint.Checkpointer(workdir)
     save_at = set(probe_steps(config))
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(config.train.steps)
+    budget = (pipeline.BadFileBudget(config.data.video.max_bad_fraction, config.data.batch_size)
+              if config.data.source == "video" else None)
     state, pending, last = run.state, None, {}
     started = time.perf_counter()
     compile_s = float("nan")
@@ -94,13 +92,13 @@ def train(config, workdir: str) -> dict:
             batch = parallel.host_to_global(next(data_iter), run.mesh)
             state, step_metrics = run.train_step(state, batch)
             if pending is not None:
-                last = _log(*pending, writer, progress, config.train.log_every)
+                last = _log(*pending, writer, progress, config.train.log_every, budget)
             else:
                 compile_s = time.perf_counter() - started
             pending = (step + 1, step_metrics)
             if step + 1 in save_at:
                 checkpointer.save(step + 1, state)
-        last = _log(*pending, writer, progress, 1)
+        last = _log(*pending, writer, progress, 1, budget)
     checkpointer.wait()
     progress.close()
     writer.close()
@@ -110,10 +108,12 @@ def train(config, workdir: str) -> dict:
     return summary
 
 
-def _log(step: int, device_metrics: dict, writer, progress, log_every: int) -> dict:
+def _log(step: int, device_metrics: dict, writer, progress, log_every: int, budget=None) -> dict:
     scalars = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
     if not math.isfinite(scalars["loss"]):
         raise FloatingPointError(f"loss is {scalars['loss']} at step {step}: lower config.optim.lr or check the data")
+    if budget is not None:
+        scalars.update(budget.update(scalars))
     progress.update({"loss": scalars["loss"], "spread": scalars["target_spread"]})
     if step % log_every == 0 or step == 1:
         rate = progress.steps_per_second()

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from jepa_jax import objectives
+from jepa_jax.data import video as video_lib
 from jepa_jax.models import vit
 from jepa_jax.train import optim
 
@@ -66,7 +67,10 @@ def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int,
             state.params, state.ema_params, video, batch["masks"], key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics.update(loss=loss, grad_norm=optax.global_norm(grads), **optim.current_hyperparams(opt_state))
+        metrics.update(loss=loss, grad_norm=optax.tree.norm(grads), **optim.current_hyperparams(opt_state))
+        if "bad_files" in batch:  # [B, len(video.REASONS)] counts from the data pipeline, summed over the batch
+            for i, reason in enumerate(video_lib.REASONS):
+                metrics[f"bad_files/{reason}"] = batch["bad_files"][:, i].sum()
         ema_params = state.ema_params
         if use_ema:
             momentum = objectives.ema_momentum(state.step + 1, config.ema.start, config.ema.end,

@@ -1,0 +1,118 @@
+"""Random-access sources for grain: video manifests (CSV, JSONL, glob) and their entries.
+
+Manifest formats (one video per line):
+  - `.csv` / `.txt` (official V-JEPA): `PATH LABEL`, space-delimited, no header. The label is the last
+    whitespace-separated token, so PATH may contain spaces; `PATH::LABEL` (V-JEPA 2's fallback) also works;
+    a line with PATH only gets label 0.
+  - `.jsonl`: `{"path": "...", "label": 3}` per line (label optional, default 0).
+  - a glob pattern (`videos/**/*.mp4`) or a directory (every video file below it): label 0.
+Relative paths are resolved against the manifest's directory. Errors name the manifest, the line and the fix.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    path: str
+    label: int
+
+
+def _parse_label(token: str, manifest: str, line_number: int) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise ValueError(f"{manifest}:{line_number}: label {token!r} is not an integer: write 'PATH LABEL' "
+                         f"(PATH may contain spaces) or 'PATH::LABEL'") from None
+
+
+def _resolve(path: str, manifest: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(os.path.dirname(manifest), path))
+
+
+def _read_csv(manifest: str) -> list[Entry]:
+    entries = []
+    with open(manifest, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            if "::" in line:
+                path, label = line.rsplit("::", 1)
+            elif " " in line:
+                path, label = line.rsplit(None, 1)
+            else:
+                path, label = line, "0"
+            entries.append(Entry(_resolve(path.strip(), manifest), _parse_label(label.strip(), manifest, number)))
+    return entries
+
+
+def _read_jsonl(manifest: str) -> list[Entry]:
+    entries = []
+    with open(manifest, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                path = record["path"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{manifest}:{number}: expected a JSON object with a \"path\" field, e.g. "
+                                 f"{{\"path\": \"a.mp4\", \"label\": 0}}") from None
+            label = record.get("label", 0)
+            entries.append(Entry(_resolve(path, manifest), _parse_label(str(label), manifest, number)))
+    return entries
+
+
+def _read_glob(pattern: str) -> list[Entry]:
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "**", "*")
+    paths = sorted(p for p in glob.glob(pattern, recursive=True) if p.lower().endswith(VIDEO_EXTENSIONS))
+    return [Entry(p, 0) for p in paths]
+
+
+def read_manifest(manifest: str) -> list[Entry]:
+    """Entries of a manifest file, glob pattern or directory; one-line errors for anything unusable."""
+    if any(c in manifest for c in "*?[") or os.path.isdir(manifest):
+        entries = _read_glob(manifest)
+    elif not os.path.exists(manifest):
+        raise FileNotFoundError(f"manifest {manifest!r} does not exist: give a .csv/.txt ('PATH LABEL' lines), "
+                                f".jsonl, a directory or a glob pattern")
+    elif manifest.endswith(".jsonl"):
+        entries = _read_jsonl(manifest)
+    else:
+        entries = _read_csv(manifest)
+    if not entries:
+        raise ValueError(f"manifest {manifest!r} lists no videos: check the path or pattern "
+                         f"(video extensions: {', '.join(VIDEO_EXTENSIONS)})")
+    return entries
+
+
+class ManifestSource:
+    """Random-access list of video entries: source[i] -> {"path": str, "label": int, "index": i}.
+
+    `repr` is stable and names the manifest, its length and a digest of its entries, so a restored data
+    iterator can check it reads the same list.
+    """
+
+    def __init__(self, manifest: str):
+        self.manifest = manifest
+        self.entries = read_manifest(manifest)
+        digest = hashlib.sha256("\n".join(f"{e.path}\t{e.label}" for e in self.entries).encode()).hexdigest()
+        self._digest = digest[:16]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        return {"path": entry.path, "label": entry.label, "index": index}
+
+    def __repr__(self) -> str:
+        return f"ManifestSource(manifest={self.manifest!r}, num_videos={len(self)}, sha256={self._digest})"
