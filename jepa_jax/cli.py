@@ -2,8 +2,12 @@
 
   jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
       -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
-  jepa-jax report --config DIR/config.py-or-experiments/... --workdir DIR
+  jepa-jax report --config experiments/configs/tiny_world.py --workdir DIR
       -> re-probe the checkpoints of an existing run
+  jepa-jax data inspect MANIFEST --out DIR [--frames 16 --fps 4 --crop 224]
+      -> jepa_jax.data.inspect.inspect_manifest(...): summary + contact_sheet.png
+  jepa-jax data pack MANIFEST --out DIR [--frames 16 --fps 4 --short_side 256 --shards 8]
+      -> jepa_jax.data.packed.pack_manifest(...): ArrayRecord shards of decoded clips
 """
 
 import json
@@ -13,14 +17,44 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-VERBS = ("train", "report")
+VERBS = ("train", "report", "data")
+DATA_VERBS = ("inspect", "pack")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, metrics, checkpoints, report.")
+_OUT = flags.DEFINE_string("out", None, "data inspect/pack: output folder.")
+_FRAMES = flags.DEFINE_integer("frames", 16, "data inspect/pack: frames per clip.")
+_FPS = flags.DEFINE_float("fps", 4.0, "data inspect/pack: target frame rate (V-JEPA 2); 0 to use --frame_step.")
+_FRAME_STEP = flags.DEFINE_integer("frame_step", 0, "data inspect/pack: source frames between sampled frames.")
+_CROP = flags.DEFINE_integer("crop", 224, "data inspect: crop size of the contact-sheet clips.")
+_SHORT_SIDE = flags.DEFINE_integer("short_side", 256, "data pack: resize clips so the short side is this.")
+_SHARDS = flags.DEFINE_integer("shards", 1, "data pack: number of ArrayRecord shards.")
+_CLIPS_PER_VIDEO = flags.DEFINE_integer("clips_per_video", 1, "data pack: clips per video (>1: random windows).")
+
+
+def _data(argv) -> None:
+    """`jepa-jax data {inspect,pack} MANIFEST --out DIR`."""
+    if len(argv) != 4 or argv[2] not in DATA_VERBS or not _OUT.value:
+        raise app.UsageError(f"usage: jepa-jax data {{{','.join(DATA_VERBS)}}} MANIFEST --out DIR")
+    sampling = dict(frame_step=_FRAME_STEP.value or None, target_fps=None if _FRAME_STEP.value else _FPS.value)
+    if argv[2] == "inspect":
+        from jepa_jax.data import inspect  # pylint: disable=g-import-not-at-top
+        summary = inspect.inspect_manifest(argv[3], _OUT.value, frames_per_clip=_FRAMES.value,
+                                           crop_size=_CROP.value, **sampling)
+    else:
+        from jepa_jax.data import packed  # pylint: disable=g-import-not-at-top
+        summary = packed.pack_manifest(argv[3], _OUT.value, frames_per_clip=_FRAMES.value,
+                                       short_side=_SHORT_SIDE.value, num_shards=_SHARDS.value,
+                                       clips_per_video=_CLIPS_PER_VIDEO.value, **sampling)
+        summary["skipped"] = summary["skipped"][:10]
+    print(json.dumps(summary, indent=2))
 
 
 def _main(argv) -> None:
+    if len(argv) >= 2 and argv[1] == "data":
+        _data(argv)
+        return
     if len(argv) != 2 or argv[1] not in VERBS:
         raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS)}}} --config FILE --workdir DIR "
                              f"(got {' '.join(argv[1:]) or 'no verb'})")

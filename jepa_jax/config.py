@@ -14,7 +14,7 @@ from jepa_jax.models import posemb, predictor, vit
 OBJECTIVES = ("ema", "sigreg")
 LOSSES = ("l1", "l2")
 POS_EMBEDDINGS = ("rope", "sincos")
-DATA_SOURCES = ("balls", "video")
+DATA_SOURCES = ("balls", "video", "packed")
 
 
 def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -64,6 +64,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive(node, field)
     if config.data.source == "video":
         _validate_video(config.data.video)
+    if config.data.source == "packed" and not config.data.packed_dir:
+        raise ValueError("config.data.packed_dir is empty: give the folder written by `jepa-jax data pack`")
     token_grid(config)
     if config.model.predictor.width % config.model.predictor.num_heads:
         raise ValueError(f"config.model.predictor.width={config.model.predictor.width} must be divisible by "
@@ -93,7 +95,7 @@ def _validate_video(video) -> None:
 
 def clip_shape(config) -> tuple[int, int]:
     """(frames, size) of the square clips the model sees."""
-    if config.data.source == "video":
+    if config.data.source in ("video", "packed"):
         return config.data.video.frames_per_clip, config.data.video.crop_size
     return config.data.world.num_frames, config.data.world.size
 

@@ -77,3 +77,24 @@ def test_train_on_a_video_manifest_counts_bad_files(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["bad_files_total/missing"] >= 1
     assert "Probe report" not in result.stdout  # no ground truth to probe for videos
+
+
+def test_data_inspect_and_pack(tmp_path):
+    from tests.data.conftest import write_video  # pylint: disable=g-import-not-at-top
+    paths = [write_video(tmp_path / f"clip{i}.mp4", 30, 24, 64, 48 + 16 * i) for i in range(3)]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join([f"{p} {i}" for i, p in enumerate(paths)] + [f"{tmp_path / 'gone.mp4'} 0"]))
+    result = jepa_jax("data", "inspect", str(manifest), "--out", str(tmp_path / "inspect"), "--frames", "8",
+                      "--crop", "128", workdir=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["videos"] == 4 and summary["decodable_fraction"] == 0.75
+    assert summary["bad_files"] == {"missing": 1} and summary["fps"]["median"] == 24.0
+    assert summary["portrait"] == 1 and summary["resolutions"] == {"64x48": 1, "64x64": 1, "64x80": 1}
+    assert (tmp_path / "inspect" / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+    result = jepa_jax("data", "pack", str(manifest), "--out", str(tmp_path / "packed"), "--frames", "4",
+                      "--short_side", "32", "--shards", "2", workdir=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["clips"] == 3 and summary["bad_files"]["missing"] == 1
+    assert len(list((tmp_path / "packed").glob("clips-*-of-00002.array_record"))) == 2

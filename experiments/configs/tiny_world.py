@@ -36,6 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # Used when source="video" (`:video` below): official V-JEPA decoding, sampling and augmentation.
         video=dict(manifests=(), weights=(), frames_per_clip=8, frame_step=4, fps=0.0, crop_size=64,
                    scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip=0.5, max_bad_fraction=0.2, max_retries=20),
+        packed_dir="",  # source="packed": a folder written by `jepa-jax data pack` (augmented like video)
         batch_size=32,  # global batch, split over processes and devices
         num_threads=2,
         prefetch=4,

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jepa_jax import masks as masks_lib
-from jepa_jax.data import sources as sources_lib, transforms, video
+from jepa_jax.data import packed, sources as sources_lib, transforms, video
 from jepa_jax.worlds import BallsWorldConfig, BallsWorldSource
 
 # Enough distinct procedurally generated clips that a run never sees one twice.
@@ -114,6 +114,18 @@ class LoadVideoClip:
                            f"{', '.join(BAD_FILES.examples())}: fix the manifest (see the logged paths)")
 
 
+class AugmentClip:
+    """Element transform for pre-decoded clips: {"video": uint8 [F, H, W, 3], ...} -> {"video": [F, S, S, 3]}
+    with the official train augmentation (random-resized crop shared by all frames, horizontal flip)."""
+
+    def __init__(self, crop_size: int, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip_p: float = 0.5):
+        self.crop_size, self.scale, self.aspect_ratio, self.flip_p = crop_size, tuple(scale), tuple(aspect_ratio), flip_p
+
+    def __call__(self, element: dict, rng: np.random.Generator) -> dict:
+        return {"video": transforms.train_transform(element["video"], rng, self.crop_size, self.scale,
+                                                    self.aspect_ratio, self.flip_p)}
+
+
 def video_sources(manifests: Sequence[str]) -> list[sources_lib.ManifestSource]:
     return [sources_lib.ManifestSource(m) for m in manifests]
 
@@ -174,12 +186,17 @@ def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, we
 
 
 def train_dataset(config, maskers, local_batch_size: int) -> grain.IterDataset:
-    """The training stream config.data describes (built-in world or video manifests), for this process."""
+    """The training stream config.data describes (built-in world, video manifests or packed clips) for this
+    process."""
     data = config.data
     common = dict(seed=config.seed, num_threads=data.num_threads, prefetch=data.prefetch)
     if data.source == "balls":
         return make_train_dataset(world_source(config, seed=config.seed), maskers, local_batch_size, **common)
     v = data.video
+    if data.source == "packed":
+        source = packed.PackedClipSource(data.packed_dir)
+        return make_train_dataset(source, maskers, local_batch_size, load=AugmentClip(
+            v.crop_size, v.scale, v.aspect_ratio, v.flip), **common)
     sources = video_sources(v.manifests)
     load = LoadVideoClip(sources, v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
                          target_fps=v.fps or None, scale=v.scale, aspect_ratio=v.aspect_ratio, flip_p=v.flip,
