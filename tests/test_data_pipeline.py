@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jepa_jax import config as config_lib
+from jepa_jax import config as config_lib, masks as masks_lib
 from jepa_jax.data import pipeline
 from tests.conftest import assert_stream_resumes_exactly
 
@@ -50,3 +50,37 @@ def test_mask_configs_keep_their_order_so_mask_token_0_is_short_range(smoke_conf
     short, long = config_lib.build_maskers(smoke_config)
     assert short.config.num_blocks == 8 and long.config.num_blocks == 2
     assert short.num_target < long.num_target
+
+
+class ConstantSource:
+    """Clips filled with `value + index` so a batch tells where each clip came from."""
+
+    def __init__(self, value: int, size: int):
+        self.value, self.size = value, size
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, index):
+        return {"video": np.full((2, 8, 8, 3), self.value + index, np.uint8)}
+
+    def __repr__(self):
+        return f"ConstantSource({self.value}, {self.size})"
+
+
+def first_pixels(stream, batches):
+    it = iter(stream)
+    return np.concatenate([next(it)["video"][:, 0, 0, 0, 0] for _ in range(batches)])
+
+
+def test_mixing_follows_the_weights_and_epochs_are_reshuffled():
+    maskers = [masks_lib.MultiBlockMasker((1, 4, 4), masks_lib.MaskConfig(num_blocks=1, spatial_scale=(0.25, 0.25)))]
+    mixed = pipeline.make_train_dataset([ConstantSource(0, 10), ConstantSource(100, 10)], maskers, 10, seed=0,
+                                        weights=(0.75, 0.25), process_index=0, process_count=1)
+    values = first_pixels(mixed, 40)
+    assert abs((values >= 100).mean() - 0.25) < 0.05
+    single = first_pixels(pipeline.make_train_dataset(ConstantSource(0, 10), maskers, 10, seed=0,
+                                                      process_index=0, process_count=1), 3)
+    epochs = single.reshape(3, 10)
+    assert all(sorted(e) == list(range(10)) for e in epochs)  # each epoch is a permutation
+    assert not np.array_equal(epochs[0], epochs[1])  # and a new one every epoch

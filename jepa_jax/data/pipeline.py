@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jepa_jax import masks as masks_lib
-from jepa_jax.data import packed, sources as sources_lib, transforms, video
+from jepa_jax.data import images, packed, sources as sources_lib, transforms, video
 from jepa_jax.worlds import BallsWorldConfig, BallsWorldSource
 
 # Enough distinct procedurally generated clips that a run never sees one twice.
@@ -79,7 +79,8 @@ class BadFileBudget:
 class LoadVideoClip:
     """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [T, S, S, 3], "bad_files": [R]}.
 
-    Decodes a clip (official temporal sampling), applies the official train augmentation (random-resized crop
+    Decodes a clip (official temporal sampling; an image file becomes a still clip of repeated frames), applies the
+    official train augmentation (random-resized crop
     shared by all frames, then horizontal flip). An unusable file is replaced by entry
     (index * 2654435761 + attempt + 1) mod N of the same source, up to `max_retries` times.
     """
@@ -100,15 +101,15 @@ class LoadVideoClip:
         for attempt in range(self.max_retries + 1):
             path = source[index]["path"]
             try:
-                clips, _ = video.load_clip(path, self.frames_per_clip, rng, frame_step=self.frame_step,
-                                           target_fps=self.target_fps)
+                clip = (images.image_clip(path, self.frames_per_clip) if images.is_image(path) else
+                        video.load_clip(path, self.frames_per_clip, rng, frame_step=self.frame_step,
+                                        target_fps=self.target_fps)[0][0])
             except video.VideoError as err:
                 bad[video.REASONS.index(err.reason)] += 1
                 BAD_FILES.record(err)
                 index = (index * 2654435761 + attempt + 1) % len(source)
                 continue
-            clip = transforms.train_transform(clips[0], rng, self.crop_size, self.scale, self.aspect_ratio,
-                                              self.flip_p)
+            clip = transforms.train_transform(clip, rng, self.crop_size, self.scale, self.aspect_ratio, self.flip_p)
             return {"video": clip, "bad_files": bad}
         raise RuntimeError(f"{self.max_retries + 1} videos in a row from {source!r} could not be used, e.g. "
                            f"{', '.join(BAD_FILES.examples())}: fix the manifest (see the logged paths)")
@@ -119,7 +120,8 @@ class AugmentClip:
     with the official train augmentation (random-resized crop shared by all frames, horizontal flip)."""
 
     def __init__(self, crop_size: int, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip_p: float = 0.5):
-        self.crop_size, self.scale, self.aspect_ratio, self.flip_p = crop_size, tuple(scale), tuple(aspect_ratio), flip_p
+        self.crop_size, self.flip_p = crop_size, flip_p
+        self.scale, self.aspect_ratio = tuple(scale), tuple(aspect_ratio)
 
     def __call__(self, element: dict, rng: np.random.Generator) -> dict:
         return {"video": transforms.train_transform(element["video"], rng, self.crop_size, self.scale,

@@ -6,6 +6,8 @@ Manifest formats (one video per line):
     a line with PATH only gets label 0.
   - `.jsonl`: `{"path": "...", "label": 3}` per line (label optional, default 0).
   - a glob pattern (`videos/**/*.mp4`) or a directory (every video file below it): label 0.
+  - `imagefolder:ROOT`: ImageNet-style class folders ROOT/CLASS/*.jpg; labels are the sorted class indices.
+Image paths (.jpg, .png, ...) in any manifest are read as still clips (V-JEPA 2 mixes ImageNet in this way).
 Relative paths are resolved against the manifest's directory. Errors name the manifest, the line and the fix.
 """
 
@@ -16,6 +18,8 @@ import json
 import os
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_FOLDER_PREFIX = "imagefolder:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,13 +77,24 @@ def _read_jsonl(manifest: str) -> list[Entry]:
 def _read_glob(pattern: str) -> list[Entry]:
     if os.path.isdir(pattern):
         pattern = os.path.join(pattern, "**", "*")
-    paths = sorted(p for p in glob.glob(pattern, recursive=True) if p.lower().endswith(VIDEO_EXTENSIONS))
+    paths = sorted(p for p in glob.glob(pattern, recursive=True)
+                   if p.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS))
     return [Entry(p, 0) for p in paths]
 
 
+def _read_image_folder(root: str) -> list[Entry]:
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root!r} does not exist: give imagefolder:ROOT with ROOT/CLASS/*.jpg")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    return [Entry(os.path.join(root, name, f), label) for label, name in enumerate(classes)
+            for f in sorted(os.listdir(os.path.join(root, name))) if f.lower().endswith(IMAGE_EXTENSIONS)]
+
+
 def read_manifest(manifest: str) -> list[Entry]:
-    """Entries of a manifest file, glob pattern or directory; one-line errors for anything unusable."""
-    if any(c in manifest for c in "*?[") or os.path.isdir(manifest):
+    """Entries of a manifest file, glob pattern, directory or image folder; one-line errors for anything unusable."""
+    if manifest.startswith(IMAGE_FOLDER_PREFIX):
+        entries = _read_image_folder(manifest[len(IMAGE_FOLDER_PREFIX):])
+    elif any(c in manifest for c in "*?[") or os.path.isdir(manifest):
         entries = _read_glob(manifest)
     elif not os.path.exists(manifest):
         raise FileNotFoundError(f"manifest {manifest!r} does not exist: give a .csv/.txt ('PATH LABEL' lines), "
@@ -89,8 +104,8 @@ def read_manifest(manifest: str) -> list[Entry]:
     else:
         entries = _read_csv(manifest)
     if not entries:
-        raise ValueError(f"manifest {manifest!r} lists no videos: check the path or pattern "
-                         f"(video extensions: {', '.join(VIDEO_EXTENSIONS)})")
+        raise ValueError(f"manifest {manifest!r} lists no videos or images: check the path or pattern "
+                         f"(extensions: {', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})")
     return entries
 
 

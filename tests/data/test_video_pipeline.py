@@ -85,14 +85,14 @@ def expected_counts(bad_kind, n, max_retries=20):
 
 
 def test_fuzz_200_files_with_a_quarter_bad(tmp_path):
-    """200 files, 50 unusable in four ways: one pass over all of them never crashes and counts exactly."""
+    """200 files, 50 unusable in four ways: one pass over all of them never crashes and counts exactly
+    (tests/data/test_video.py also fuzzes the decoder with 108 randomly damaged files)."""
     base = [write_video(tmp_path / f"base{i}.mp4", 12, 24, 32, 32) for i in range(3)]
     entries, bad_kind = [], {}
     rng = np.random.default_rng(0)
     for i in range(200):
         path = tmp_path / f"v{i:03d}.mp4"
-        kind = ("missing", "empty", "not_video", "truncated", None, None, None, None)[rng.integers(8)] \
-            if i % 4 == 0 else None
+        kind = ("missing", "empty", "not_video", "truncated")[rng.integers(4)] if i % 4 == 0 else None
         if kind == "empty":
             path.touch()
         elif kind == "not_video":
@@ -104,7 +104,7 @@ def test_fuzz_200_files_with_a_quarter_bad(tmp_path):
         if kind:
             bad_kind[i] = kind
         entries.append(str(path))
-    assert len(bad_kind) >= 20  # >= 10 % here; the shuffled stream below repeats them
+    assert len(bad_kind) == 50  # 25 % of the files
     manifest = tmp_path / "fuzz.csv"
     manifest.write_text("\n".join(f"{p} 0" for p in entries) + "\n")
     srcs = pipeline.video_sources([str(manifest)])
