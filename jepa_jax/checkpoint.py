@@ -1,11 +1,13 @@
-"""Orbax checkpoints of the TrainState (asynchronous), behind one small facade.
+"""Orbax checkpoints of the TrainState and the grain data iterator (asynchronous), behind one small facade.
 
-Restoring takes an abstract state whose leaves carry the target shardings, so a checkpoint loads onto whatever
-mesh the caller uses.
+A checkpoint holds item `state` (the TrainState) and, for training runs, item `data` (the iterator state, JSON),
+written together so a resumed run continues the same data stream. Restoring takes an abstract state whose leaves
+carry the target shardings, so a checkpoint loads onto whatever mesh the caller uses.
 """
 
 import os
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 
@@ -18,15 +20,27 @@ class Checkpointer:
             os.path.abspath(os.path.join(workdir, "checkpoints")),
             options=ocp.CheckpointManagerOptions(enable_async_checkpointing=True, create=True))
 
-    def save(self, step: int, state) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    def save(self, step: int, state, data_iter=None) -> None:
+        """Start an asynchronous save of `state` (and the iterator's position, if given) as checkpoint `step`."""
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_iter is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore(self, step: int, abstract_state):
-        """Restore `step` onto the shardings of `abstract_state` (a tree of jax.ShapeDtypeStruct with .sharding)."""
-        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint (an interrupted save is never listed)."""
+        return self.manager.latest_step()
+
+    def restore(self, step: int, abstract_state, data_iter=None):
+        """Restore `step` onto the shardings of `abstract_state` (a tree of jax.ShapeDtypeStruct with .sharding);
+        also moves `data_iter` (if given) to where it was at that step."""
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iter is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -73,6 +73,8 @@ def _main(argv) -> None:
         summary = loop.train(config, workdir)
         loop.save_summary(summary, workdir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
+    if argv[1] == "train" and not config.probe.report:
+        return
     if config.data.source != "balls":
         if argv[1] == "report":
             raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="

@@ -36,6 +36,14 @@ class MetricWriter:
             self._tb.close()
 
 
+def truncate_jsonl(path: str, last_step: int) -> None:
+    """Drop records after `last_step` (a resumed run rewrites the steps after its checkpoint)."""
+    if os.path.exists(path) and jax.process_index() == 0:
+        kept = [r for r in read_jsonl(path) if r["step"] <= last_step]
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
 def read_jsonl(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

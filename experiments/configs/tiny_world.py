@@ -53,9 +53,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)
     config.optim = dict(lr=3e-4, start_lr=1e-4, final_lr=1e-6, warmup_steps=20, weight_decay=0.04,
                         final_weight_decay=0.4, ipe_scale=1.25, b1=0.9, b2=0.999, eps=1e-8, grad_clip=0.0)
-    config.train = dict(steps=300, log_every=10)
+    # resume=True continues from the newest complete checkpoint in --workdir (train state + data stream).
+    config.train = dict(steps=300, log_every=10, checkpoint_every=100, resume=True)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
-    config.probe = dict(num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
+    config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
                         at_fractions=(0.1, 0.25, 0.5, 1.0))
 
     args = set((arg or "").split(","))

@@ -12,6 +12,7 @@ import jax
 
 from jepa_jax import checkpoint, metrics as metrics_lib
 from jepa_jax.evals import world_probe
+from jepa_jax.train import loop
 
 MAIN_POOLING = "time"
 
@@ -21,7 +22,7 @@ def backbone_params(state, objective: str):
 
 
 def world_report(run, workdir: str) -> dict:
-    """Probe every checkpoint of the run in `workdir`; write report.md, report.json, report.png, training.png.
+    """Probe the run's checkpoints at the probe steps; write report.md, report.json, report.png, training.png.
 
     Returns {"rows": [{"name", "step", "position/time", "velocity/time", ...}], "paths": {...}}.
     """
@@ -34,7 +35,7 @@ def world_report(run, workdir: str) -> dict:
                  **world_probe.probe_scores(pixels, clips, run.grid, num_train)})
     checkpointer = checkpoint.Checkpointer(workdir)
     abstract = checkpoint.abstract_like(run.state)
-    for step in checkpointer.steps():
+    for step in [s for s in checkpointer.steps() if s in loop.probe_steps(config)]:
         state = checkpointer.restore(step, abstract)
         tokens = world_probe.encoder_tokens(run.encoder, backbone_params(state, config.objective), clips["video"],
                                             config.probe.batch_size)

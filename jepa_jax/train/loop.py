@@ -10,6 +10,7 @@ import os
 import time
 
 import flax.linen as nn
+from absl import logging
 import jax
 import numpy as np
 
@@ -37,6 +38,13 @@ def probe_steps(config) -> list[int]:
     """Steps whose train state is checkpointed for the probe learning curve: 0 (random init) and the fractions."""
     steps = config.train.steps
     return sorted({0} | {max(1, round(f * steps)) for f in config.probe.at_fractions})
+
+
+def checkpoint_steps(config) -> set[int]:
+    """Probe steps, every config.train.checkpoint_every steps (0: none extra) and the last step."""
+    every = config.train.checkpoint_every
+    periodic = set(range(every, config.train.steps + 1, every)) if every > 0 else set()
+    return set(probe_steps(config)) | periodic | {config.train.steps}
 
 
 def build_run(config, devices=None) -> Run:
@@ -78,17 +86,25 @@ def train(config, workdir: str) -> dict:
     write_config(config, workdir)
     data_iter = iter(pipeline.train_dataset(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
     checkpointer = checkpoint.Checkpointer(workdir)
-    save_at = set(probe_steps(config))
+    save_at = checkpoint_steps(config)
+    state, start = run.state, 0
+    latest = checkpointer.latest_step() if config.train.resume else None
+    if latest is not None:  # resume: train state and data stream exactly as they were at `latest`
+        state = checkpointer.restore(latest, checkpoint.abstract_like(state), data_iter)
+        start = latest
+        metrics_lib.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), latest)
+        logging.warning("resuming from checkpoint %d in %s", latest, workdir)
+    else:
+        checkpointer.save(0, state, data_iter)
     writer = metrics_lib.MetricWriter(workdir)
-    progress = metrics_lib.Progress(config.train.steps)
+    progress = metrics_lib.Progress(config.train.steps, initial_step=start)
     budget = (pipeline.BadFileBudget(config.data.video.max_bad_fraction, config.data.batch_size)
               if config.data.source == "video" else None)
-    state, pending, last = run.state, None, {}
+    pending, last = None, {}
     started = time.perf_counter()
     compile_s = float("nan")
-    checkpointer.save(0, state)
     with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
-        for step in range(config.train.steps):
+        for step in range(start, config.train.steps):
             batch = parallel.host_to_global(next(data_iter), run.mesh)
             state, step_metrics = run.train_step(state, batch)
             if pending is not None:
@@ -97,12 +113,13 @@ def train(config, workdir: str) -> dict:
                 compile_s = time.perf_counter() - started
             pending = (step + 1, step_metrics)
             if step + 1 in save_at:
-                checkpointer.save(step + 1, state)
-        last = _log(*pending, writer, progress, 1, budget)
+                checkpointer.save(step + 1, state, data_iter)
+        if pending is not None:
+            last = _log(*pending, writer, progress, 1, budget)
     checkpointer.wait()
     progress.close()
     writer.close()
-    summary = {"steps": config.train.steps, "wall_s": time.perf_counter() - started,
+    summary = {"steps": config.train.steps, "resumed_from": latest, "wall_s": time.perf_counter() - started,
                "compile_s": compile_s, "steps_per_s": progress.steps_per_second(), **last}
     checkpointer.close()
     return summary

@@ -1,0 +1,69 @@
+"""Exact resume: a run killed with SIGKILL after a checkpoint and restarted equals an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+from tests.conftest import REPO, TINY_WORLD
+
+ARGS = ["--config.train.steps=12", "--config.train.checkpoint_every=4", "--config.probe.at_fractions=(1.0,)",
+        "--config.probe.report=False"]
+
+
+def command(workdir):
+    return [sys.executable, "-m", "jepa_jax.cli", "train", "--config", f"{TINY_WORLD}:smoke", *ARGS,
+            "--workdir", str(workdir)]
+
+
+def env():
+    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def final_params(workdir):
+    with ocp.StandardCheckpointer() as ckpt:
+        restored = ckpt.restore(os.path.join(workdir, "checkpoints", "12", "state"))
+    return restored["params"]
+
+
+def metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+        return {r["step"]: r for r in map(json.loads, f)}
+
+
+def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(command(straight), cwd=REPO, env=env(), check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(command(killed), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "4" / "_CHECKPOINT_METADATA").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its step-4 checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "checkpoints" / "12").exists()  # really interrupted
+    resumed = subprocess.run(command(killed), cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["resumed_from"] in (4, 8)
+
+    a, b = metrics(straight), metrics(killed)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    for step in a:
+        for key in ("loss", "prediction_loss", "sigreg", "target_spread", "grad_norm"):
+            assert a[step][key] == b[step][key], (step, key)
+    pa, pb = final_params(straight), final_params(killed)
+    for x, y in zip(jax_leaves(pa), jax_leaves(pb)):
+        np.testing.assert_array_equal(x, y)
+
+
+def jax_leaves(tree):
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.tree.leaves(tree)
