@@ -171,17 +171,11 @@ def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, we
     sources = [sources] if not isinstance(sources, (list, tuple)) else list(sources)
     datasets = [grain.MapDataset.source(source).seed(seed + k).shuffle().repeat() for k, source in
                 enumerate(sources)]
-    if len(datasets) == 1:
-        dataset = datasets[0]
-    else:
+    if load is not None:  # the loader needs to know which source an element came from
         datasets = [d.map(_tag(k)) for k, d in enumerate(datasets)]
-        dataset = grain.MapDataset.mix(datasets, weights)
+    dataset = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
     dataset = dataset[process_index::process_count]
-    if load is None:
-        dataset = dataset.map(_video_only)
-    else:
-        dataset = dataset.map(_tag(0)) if len(datasets) == 1 else dataset
-        dataset = dataset.random_map(load)
+    dataset = dataset.map(_video_only) if load is None else dataset.random_map(load)
     dataset = dataset.batch(local_batch_size, drop_remainder=True)
     dataset = dataset.random_map(SampleMasks(maskers, stream=process_index))
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
