@@ -76,22 +76,34 @@ class BadFileBudget:
         return {f"bad_files_total/{r}": n for r, n in self.bad.items()}
 
 
+class AugmentClip:
+    """Element transform for pre-decoded clips: {"video": uint8 [F, H, W, 3], ...} -> {"video": [F, S, S, 3]}
+    with the official train augmentation (random-resized crop shared by all frames, horizontal flip)."""
+
+    def __init__(self, crop_size: int, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip_p: float = 0.5):
+        self.crop_size, self.flip_p = crop_size, flip_p
+        self.scale, self.aspect_ratio = tuple(scale), tuple(aspect_ratio)
+
+    def __call__(self, element: dict, rng: np.random.Generator) -> dict:
+        return {"video": transforms.train_transform(element["video"], rng, self.crop_size, self.scale,
+                                                    self.aspect_ratio, self.flip_p)}
+
+
 class LoadVideoClip:
     """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [T, S, S, 3], "bad_files": [R]}.
 
-    Decodes a clip (official temporal sampling; an image file becomes a still clip of repeated frames), applies the
-    official train augmentation (random-resized crop
-    shared by all frames, then horizontal flip). An unusable file is replaced by entry
-    (index * 2654435761 + attempt + 1) mod N of the same source, up to `max_retries` times.
+    Decodes a clip (official temporal sampling; an image file becomes a still clip of repeated frames), then applies
+    AugmentClip. An unusable file is replaced by entry (index * 2654435761 + attempt + 1) mod N of the same
+    source, up to `max_retries` times.
     """
 
     def __init__(self, sources: Sequence[sources_lib.ManifestSource], frames_per_clip: int, crop_size: int, *,
                  frame_step: int | None, target_fps: float | None, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35),
                  flip_p: float = 0.5, max_retries: int = 20):
         self.sources = tuple(sources)
-        self.frames_per_clip, self.crop_size = frames_per_clip, crop_size
+        self.frames_per_clip = frames_per_clip
         self.frame_step, self.target_fps = frame_step, target_fps
-        self.scale, self.aspect_ratio, self.flip_p = tuple(scale), tuple(aspect_ratio), flip_p
+        self.augment = AugmentClip(crop_size, scale, aspect_ratio, flip_p)
         self.max_retries = max_retries
 
     def __call__(self, element: dict, rng: np.random.Generator) -> dict:
@@ -109,23 +121,9 @@ class LoadVideoClip:
                 BAD_FILES.record(err)
                 index = (index * 2654435761 + attempt + 1) % len(source)
                 continue
-            clip = transforms.train_transform(clip, rng, self.crop_size, self.scale, self.aspect_ratio, self.flip_p)
-            return {"video": clip, "bad_files": bad}
+            return {**self.augment({"video": clip}, rng), "bad_files": bad}
         raise RuntimeError(f"{self.max_retries + 1} videos in a row from {source!r} could not be used, e.g. "
                            f"{', '.join(BAD_FILES.examples())}: fix the manifest (see the logged paths)")
-
-
-class AugmentClip:
-    """Element transform for pre-decoded clips: {"video": uint8 [F, H, W, 3], ...} -> {"video": [F, S, S, 3]}
-    with the official train augmentation (random-resized crop shared by all frames, horizontal flip)."""
-
-    def __init__(self, crop_size: int, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip_p: float = 0.5):
-        self.crop_size, self.flip_p = crop_size, flip_p
-        self.scale, self.aspect_ratio = tuple(scale), tuple(aspect_ratio)
-
-    def __call__(self, element: dict, rng: np.random.Generator) -> dict:
-        return {"video": transforms.train_transform(element["video"], rng, self.crop_size, self.scale,
-                                                    self.aspect_ratio, self.flip_p)}
 
 
 def video_sources(manifests: Sequence[str]) -> list[sources_lib.ManifestSource]:
