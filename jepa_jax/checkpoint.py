@@ -1,8 +1,9 @@
-"""Orbax checkpoints of the TrainState and the grain data iterator (asynchronous), behind one small facade.
+"""Orbax checkpoints of the TrainState, the grain data iterator and the resolved config, behind one small facade.
 
-A checkpoint holds item `state` (the TrainState) and, for training runs, item `data` (the iterator state, JSON),
-written together so a resumed run continues the same data stream. Restoring takes an abstract state whose leaves
-carry the target shardings, so a checkpoint loads onto whatever mesh the caller uses.
+A checkpoint `{workdir}/checkpoints/{step}` holds item `state` (the TrainState), for training runs item `data`
+(the iterator position, one JSON per process) and item `config` (the resolved run config), written together and
+asynchronously by all processes. Restoring takes an abstract state whose leaves carry the target shardings, so a
+checkpoint loads onto whatever mesh or device count the caller uses, with no conversion step.
 """
 
 import os
@@ -10,37 +11,78 @@ import os
 import grain
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+COMMIT_FILE = "_CHECKPOINT_METADATA"  # written last by Orbax: a step directory without it is incomplete
 
 
 class Checkpointer:
-    """Saves the train state at chosen steps under {workdir}/checkpoints/{step}; keeps all of them."""
+    """Saves at the steps the caller chooses; keeps the latest `keep` (0: all), every `keep_every`-th and
+    `keep_steps` (e.g. the probe steps)."""
 
-    def __init__(self, workdir: str):
-        self.manager = ocp.CheckpointManager(
-            os.path.abspath(os.path.join(workdir, "checkpoints")),
-            options=ocp.CheckpointManagerOptions(enable_async_checkpointing=True, create=True))
+    def __init__(self, workdir: str, keep: int = 0, keep_every: int = 0, keep_steps=()):
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        preservation = None
+        if keep > 0:
+            kept = [policies.LatestN(keep), policies.CustomSteps(list(keep_steps))]
+            if keep_every > 0:
+                kept.append(policies.EveryNSteps(keep_every))
+            preservation = policies.AnyPreservationPolicy(kept)
+        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            enable_async_checkpointing=True, create=True, preservation_policy=preservation))
 
-    def save(self, step: int, state, data_iter=None) -> None:
-        """Start an asynchronous save of `state` (and the iterator's position, if given) as checkpoint `step`."""
+    def save(self, step: int, state, data_iter=None, config=None) -> None:
+        """Start an asynchronous save of `state` (plus the iterator's position and the config, if given)."""
         items = {"state": ocp.args.StandardSave(state)}
         if data_iter is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+        if config is not None:
+            items["config"] = ocp.args.JsonSave(config.to_dict())
         self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def steps(self) -> list[int]:
-        return sorted(self.manager.all_steps())
+        """Complete checkpoints, oldest first (an interrupted save, left as a tmp folder or a step folder
+        without its commit file, is never listed)."""
+        return sorted(s for s in self.manager.all_steps()
+                      if os.path.exists(os.path.join(self.directory, str(s), COMMIT_FILE)))
 
     def latest_step(self) -> int | None:
-        """The newest complete checkpoint (an interrupted save is never listed)."""
-        return self.manager.latest_step()
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def reached_preemption(self, step: int) -> bool:
+        """True at the step all hosts agreed to checkpoint at after a preemption notice (multi-process only)."""
+        return self.manager.reached_preemption(step)
+
+    def check_compatible(self, step: int, abstract_state) -> None:
+        """One-line ValueError if checkpoint `step` holds a differently shaped state (another model or config)."""
+        where = os.path.join(self.directory, str(step))
+        stored = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata
+        name = lambda path: jax.tree_util.keystr(path, simple=True, separator=".")
+        wanted = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)}
+        stored_shapes = {name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(stored)}
+        for p, x in jax.tree_util.tree_leaves_with_path(abstract_state):
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # stored as raw key data, another shape
+                wanted.pop(name(p))
+                stored_shapes.pop(name(p), None)
+        for leaf in sorted(wanted.keys() | stored_shapes.keys(), key=lambda n: (not n.startswith("params."), n)):
+            if stored_shapes.get(leaf) != wanted.get(leaf):
+                raise ValueError(
+                    f"{where} holds another model: {leaf} is {stored_shapes.get(leaf, 'absent')} there and "
+                    f"{wanted.get(leaf, 'absent')} in this config; use a new --workdir or the run's own config")
 
     def restore(self, step: int, abstract_state, data_iter=None):
         """Restore `step` onto the shardings of `abstract_state` (a tree of jax.ShapeDtypeStruct with .sharding);
         also moves `data_iter` (if given) to where it was at that step."""
+        self.check_compatible(step, abstract_state)
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if data_iter is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+    def restore_config(self, step: int) -> dict:
+        """The resolved config the checkpoint was written with (a plain dict)."""
+        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -52,3 +94,4 @@ class Checkpointer:
 def abstract_like(tree):
     """ShapeDtypeStructs (with shardings) of a live tree: the restore target for `Checkpointer.restore`."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+

@@ -1,6 +1,7 @@
 """The `jepa-jax` command. Each verb is a thin wrapper over a library function users can call too.
 
   jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
+                  [--coordinator_address HOST:PORT --num_processes N --process_id I]
       -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
   jepa-jax report --config experiments/configs/tiny_world.py --workdir DIR
       -> re-probe the checkpoints of an existing run
@@ -31,6 +32,10 @@ _CROP = flags.DEFINE_integer("crop", 224, "data inspect: crop size of the contac
 _SHORT_SIDE = flags.DEFINE_integer("short_side", 256, "data pack: resize clips so the short side is this.")
 _SHARDS = flags.DEFINE_integer("shards", 1, "data pack: number of ArrayRecord shards.")
 _CLIPS_PER_VIDEO = flags.DEFINE_integer("clips_per_video", 1, "data pack: clips per video (>1: random windows).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0 (default: "
+                                   "detected on TPU pods and SLURM, else one process).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
 
 
 def _data(argv) -> None:
@@ -66,15 +71,17 @@ def _main(argv) -> None:
     if not flags.FLAGS["verbosity"].present:  # Orbax/grain INFO lines would bury the progress bar
         logging.set_verbosity(logging.WARNING)
     # Imported after flag parsing so `--help` and usage errors stay fast.
+    from jepa_jax import parallel  # pylint: disable=g-import-not-at-top
     from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
     if argv[1] == "train":
         summary = loop.train(config, workdir)
         loop.save_summary(summary, workdir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
-    if argv[1] == "train" and not config.probe.report:
-        return
+        if not config.probe.report or summary["preempted_at"] is not None:
+            return  # preempted: the checkpoint is written; `train` again resumes
     if config.data.source != "balls":
         if argv[1] == "report":
             raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
@@ -126,7 +133,7 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app.run(_main, flags_parser=_parse_flags)
-    except (ValueError, FileNotFoundError) as err:  # config / input errors: one line, no traceback
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # bad config/input, diverged: one line
         sys.exit(f"jepa-jax: error: {err}")
 
 

@@ -56,7 +56,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
     _choice(config.loss.kind, "loss.kind", LOSSES)
     _choice(config.data.source, "data.source", DATA_SOURCES)
+    _choice(config.train.on_nonfinite, "train.on_nonfinite", ("stop", "skip"))
     for field in ("model.patch_size", "model.tubelet_size", "data.batch_size", "train.steps", "train.log_every",
+                  "train.grad_accum",
                   "model.predictor.width", "model.predictor.depth", "model.predictor.num_heads"):
         node = config
         for part in field.split("."):

@@ -1,12 +1,66 @@
-"""Metric writing (JSONL + TensorBoard, process 0 only), progress display and training-curve plots."""
+"""Metrics: on-device collapse monitors, MFU, writing (JSONL + TensorBoard, process 0 only), progress, plots."""
 
 import json
 import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
+
+# Dense bf16 peak FLOP/s per device, keyed by a substring of jax.Device.device_kind (first match wins). MFU is
+# reported against these even for fp32 runs, as is customary. CPU has no meaningful peak: CPU_PEAK_PER_CORE is an
+# estimate (fp32 AVX2 FMA at ~3 GHz); override any entry with config.monitor.peak_flops.
+PEAK_FLOPS = (
+    ("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12), ("A10G", 70e12),
+    ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5", 197e12), ("TPU v4", 275e12), ("TPU v3", 123e12),
+)
+CPU_PEAK_PER_CORE = 1e11
+
+
+def feature_std(features):
+    """Per-dimension std of features [..., D] over all tokens and clips, averaged over D: scalar (-> 0 = collapse)."""
+    return features.reshape(-1, features.shape[-1]).astype(jnp.float32).std(axis=0).mean()
+
+
+def effective_rank(features):
+    """RankMe effective rank of a feature matrix [M, D]: exp(entropy of its normalised singular values), in [1, D].
+
+    Computed from the eigenvalues of the D x D Gram matrix, so the cost is O(M D^2 + D^3) whatever M is.
+    """
+    x = features.astype(jnp.float32)
+    singular = jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(x.T @ x), 0.0))
+    p = singular / singular.sum() + 1e-12
+    return jnp.exp(-(p * jnp.log(p)).sum())
+
+
+def mean_cosine(a, b):
+    """Mean cosine similarity of matching vectors of a and b [..., D]: scalar."""
+    a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+    cos = (a * b).sum(-1) * jax.lax.rsqrt((a * a).sum(-1) * (b * b).sum(-1) + 1e-12)
+    return cos.mean()
+
+
+def peak_flops_per_device(device=None, override: float = 0.0) -> float:
+    """Peak FLOP/s of one device from PEAK_FLOPS (or `override` if > 0); CPU: cores x estimate / local devices."""
+    if override > 0:
+        return override
+    device = device or jax.local_devices()[0]
+    if device.platform == "cpu":
+        return (os.cpu_count() or 1) * CPU_PEAK_PER_CORE / jax.local_device_count()
+    for name, flops in PEAK_FLOPS:
+        if name.lower() in device.device_kind.lower():
+            return flops
+    raise ValueError(f"no peak FLOP/s known for device kind {device.device_kind!r}: set "
+                     f"--config.monitor.peak_flops=<FLOP/s per device>")
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of a compiled (per-device, SPMD-partitioned) function, from XLA's cost analysis."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get("flops", float("nan")))
 
 
 class MetricWriter:

@@ -6,6 +6,7 @@ heads/MLP split). The batch is sharded over (data, fsdp). Model code names logic
 """
 
 import math
+import os
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -50,22 +51,59 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
+def _drop_trivial_axes(spec: P, mesh: Mesh) -> P:
+    """Remove mesh axes of size 1 from a PartitionSpec (under pure DP every parameter reads P())."""
+    def keep(entry):
+        axes = tuple(a for a in ((entry,) if isinstance(entry, str) else entry or ()) if mesh.shape[a] > 1)
+        return None if not axes else axes[0] if len(axes) == 1 else axes
+    return P(*(keep(e) for e in spec))
+
+
 def logical_shardings(boxed_tree, mesh: Mesh, rules=RULES):
     """NamedShardings for a tree whose leaves may carry logical-partitioning boxes (unboxed leaves: replicated)."""
-    specs = nn.get_partition_spec(boxed_tree)
-    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+    specs = nn.logical_to_mesh(nn.get_partition_spec(boxed_tree), rules)
+    return jax.tree.map(lambda spec: NamedSharding(mesh, _drop_trivial_axes(spec, mesh)), specs,
+                        is_leaf=lambda x: isinstance(x, P))
+
+
+def check_divisible(boxed_tree, mesh: Mesh, rules=RULES) -> None:
+    """One-line ValueError naming the first parameter whose dimension does not split over its mesh axes."""
+    shardings = logical_shardings(boxed_tree, mesh, rules)
+    values = jax.tree.map(lambda x: x.value if isinstance(x, nn.meta.AxisMetadata) else x, boxed_tree,
+                          is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+    leaves = jax.tree_util.tree_leaves_with_path(values)
+    names = jax.tree.leaves(nn.get_partition_spec(boxed_tree), is_leaf=lambda x: isinstance(x, P))
+    for (path, leaf), sharding, logical in zip(leaves, jax.tree.leaves(shardings), names):
+        for dim, (size, entry) in enumerate(zip(leaf.shape, sharding.spec)):
+            axes = (entry,) if isinstance(entry, str) else entry or ()
+            parts = math.prod(mesh.shape[a] for a in axes)
+            if size % parts:
+                raise ValueError(
+                    f"{jax.tree_util.keystr(path, simple=True, separator='.')}: dimension {dim} "
+                    f"('{logical[dim]}', size {size}) does not split over mesh axis {'x'.join(axes)} of size "
+                    f"{parts}: change config.mesh.{axes[0]} or the model width/heads")
 
 
 def init_sharded(init_fn: Callable[[], Any], mesh: Mesh, rules=RULES):
     """Run `init_fn` (which returns a tree with logical boxes) under jit so every leaf is born sharded.
 
-    Returns (unboxed tree, its shardings); no full copy is ever materialised on one device.
+    Returns (unboxed tree, its shardings); no full copy is ever materialised on one device. Raises a one-line
+    ValueError before compiling if a parameter does not divide over its mesh axes.
     """
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        abstract = jax.eval_shape(init_fn)
-        shardings = logical_shardings(abstract, mesh, rules)
+        shardings = plan_shardings(init_fn, mesh, rules)
         tree = jax.jit(lambda: nn.meta.unbox(init_fn()), out_shardings=shardings)()
     return tree, shardings
+
+
+def plan_shardings(init_fn: Callable[[], Any], mesh: Mesh, rules=RULES):
+    """Shardings of what `init_fn` returns, from its abstract shapes (nothing is allocated); checks divisibility.
+
+    Call under `jax.set_mesh(mesh)` and `nn.logical_axis_rules(rules)`.
+    """
+    abstract = jax.eval_shape(init_fn)
+    check_divisible(abstract, mesh, rules)
+    return logical_shardings(abstract, mesh, rules)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -85,3 +123,27 @@ def local_batch_size(global_batch_size: int) -> int:
         raise ValueError(f"config.data.batch_size={global_batch_size} must be divisible by the number of "
                          f"processes ({jax.process_count()})")
     return global_batch_size // jax.process_count()
+
+
+def cluster_detected(environ=os.environ) -> bool:
+    """True inside a multi-process job that jax.distributed.initialize() configures by itself (Cloud TPU pod
+    slices, SLURM with several tasks, or an explicit JAX_COORDINATOR_ADDRESS)."""
+    if environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    if int(environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in environ:
+        return True
+    return "," in environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Start jax.distributed: from explicit flags, else from the cluster environment; a no-op for one process.
+
+    Must run before anything touches a JAX device.
+    """
+    if coordinator_address:
+        if num_processes is None or process_id is None:
+            raise ValueError("--coordinator_address needs --num_processes and --process_id")
+        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+    elif cluster_detected():
+        jax.distributed.initialize()

@@ -54,7 +54,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim = dict(lr=3e-4, start_lr=1e-4, final_lr=1e-6, warmup_steps=20, weight_decay=0.04,
                         final_weight_decay=0.4, ipe_scale=1.25, b1=0.9, b2=0.999, eps=1e-8, grad_clip=0.0)
     # resume=True continues from the newest complete checkpoint in --workdir (train state + data stream).
-    config.train = dict(steps=300, log_every=10, checkpoint_every=100, resume=True)
+    # Checkpoints: every checkpoint_every steps, the probe steps and the last; keep the newest checkpoint_keep
+    # (0: all) plus every checkpoint_keep_every-th and the probe steps. grad_accum=k averages k micro-batches per
+    # update (same result as the whole batch at once, for few devices). on_nonfinite: "stop" or "skip" the update.
+    config.train = dict(steps=300, log_every=10, checkpoint_every=100, checkpoint_keep=3, checkpoint_keep_every=0,
+                        resume=True, grad_accum=1, on_nonfinite="stop")
+    config.monitor = dict(peak_flops=0.0)  # peak FLOP/s per device for MFU; 0: look up the device kind
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
     config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
                         at_fractions=(0.1, 0.25, 0.5, 1.0))

@@ -7,6 +7,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 
 import flax.linen as nn
@@ -47,15 +49,15 @@ def checkpoint_steps(config) -> set[int]:
     return set(probe_steps(config)) | periodic | {config.train.steps}
 
 
-def build_run(config, devices=None) -> Run:
-    """Validate the config, build the mesh (over `devices`, default all), models and a born-sharded train state,
-    and jit the step."""
-    config_lib.validate(config)
-    mesh = parallel.make_mesh(config.mesh, devices)
+def check_batch_split(config, mesh) -> None:
     replicas = mesh.shape["data"] * mesh.shape["fsdp"]
-    if config.data.batch_size % replicas:
-        raise ValueError(f"config.data.batch_size={config.data.batch_size} must be divisible by the "
-                         f"data x fsdp mesh size {replicas}")
+    if config.data.batch_size % (replicas * config.train.grad_accum):
+        raise ValueError(f"config.data.batch_size={config.data.batch_size} must be divisible by the data x fsdp "
+                         f"mesh size {replicas} x config.train.grad_accum={config.train.grad_accum}")
+
+
+def train_state_init_fn(config):
+    """A function () -> TrainState with logical boxes (for parallel.init_sharded / plan_shardings)."""
     encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
     maskers, grid = config_lib.build_maskers(config), config_lib.token_grid(config)
     optimizer = optim.make_optimizer(config.optim, config.train.steps)
@@ -64,9 +66,20 @@ def build_run(config, devices=None) -> Run:
     sample_masks = tuple((np.zeros((1, m.num_context), np.int32), np.zeros((1, m.num_target), np.int32))
                          for m in maskers)
     key = jax.random.key(config.seed)
-    state, shardings = parallel.init_sharded(
-        lambda: state_lib.init_train_state(key, encoder, predictor, optimizer, sample_video, sample_masks, grid,
-                                           use_ema=config.objective == "ema"), mesh)
+    return lambda: state_lib.init_train_state(key, encoder, predictor, optimizer, sample_video, sample_masks, grid,
+                                              use_ema=config.objective == "ema")
+
+
+def build_run(config, devices=None) -> Run:
+    """Validate the config, build the mesh (over `devices`, default all), models and a born-sharded train state,
+    and jit the step. Every config or mesh mismatch fails here, before compiling."""
+    config_lib.validate(config)
+    mesh = parallel.make_mesh(config.mesh, devices)
+    check_batch_split(config, mesh)
+    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
+    maskers, grid = config_lib.build_maskers(config), config_lib.token_grid(config)
+    optimizer = optim.make_optimizer(config.optim, config.train.steps)
+    state, shardings = parallel.init_sharded(train_state_init_fn(config), mesh)
     step_fn = step_lib.make_train_step(config, encoder, predictor, optimizer, grid, list(config.masks.keys()))
     train_step = jax.jit(step_fn, in_shardings=(shardings, parallel.batch_sharding(mesh)),
                          out_shardings=(shardings, None), donate_argnums=0)
@@ -79,63 +92,142 @@ def write_config(config, workdir: str) -> None:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
+class PreemptionWatch:
+    """Tells the loop when to checkpoint and stop after a preemption notice.
+
+    One process: a SIGTERM handler sets a flag, honoured at the next step boundary. Several processes: JAX's own
+    SIGTERM notifier and preemption sync point (via Orbax), so every host stops at the same step.
+    """
+
+    def __init__(self, checkpointer):
+        self.checkpointer = checkpointer
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._request)
+        return self
+
+    def _request(self, signum, frame):  # pylint: disable=unused-argument
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        return self.requested or self.checkpointer.reached_preemption(step)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
+    """(state, start step, resumed-from step or None): the newest complete checkpoint if config.train.resume,
+    else a fresh state (refusing to mix with another run's checkpoints)."""
+    latest = checkpointer.latest_step()
+    if latest is not None and not config.train.resume:
+        raise ValueError(f"{checkpointer.directory} already holds checkpoints {checkpointer.steps()}: use a new "
+                         f"--workdir or --config.train.resume=True")
+    if latest is None:
+        logging.warning("starting from scratch in %s", workdir)
+        return run.state, 0, None
+    state = checkpointer.restore(latest, checkpoint.abstract_like(run.state), data_iter)
+    metrics_lib.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), latest)
+    logging.warning("resuming from checkpoint %d in %s", latest, workdir)
+    return state, latest, latest
+
+
 def train(config, workdir: str) -> dict:
-    """Train for config.train.steps; returns a summary {steps, wall_s, steps_per_s, compile_s, final metrics}."""
+    """Train for config.train.steps; returns a summary {steps, wall_s, steps_per_s, compile_s, final metrics}.
+
+    Stops early (with a checkpoint of the current step) on SIGTERM / preemption: summary["preempted_at"].
+    """
     os.makedirs(workdir, exist_ok=True)
     run = build_run(config)
-    write_config(config, workdir)
     data_iter = iter(pipeline.train_dataset(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
-    checkpointer = checkpoint.Checkpointer(workdir)
     save_at = checkpoint_steps(config)
-    state, start = run.state, 0
-    latest = checkpointer.latest_step() if config.train.resume else None
-    if latest is not None:  # resume: train state and data stream exactly as they were at `latest`
-        state = checkpointer.restore(latest, checkpoint.abstract_like(state), data_iter)
-        start = latest
-        metrics_lib.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), latest)
-        logging.warning("resuming from checkpoint %d in %s", latest, workdir)
-    else:
-        checkpointer.save(0, state, data_iter)
+    checkpointer = checkpoint.Checkpointer(workdir, config.train.checkpoint_keep, config.train.checkpoint_keep_every,
+                                           keep_steps=probe_steps(config))
+    try:
+        state, start, resumed_from = restore_or_start(config, run, checkpointer, data_iter, workdir)
+        write_config(config, workdir)
+        if resumed_from is None:
+            checkpointer.save(0, state, data_iter, config)
+        summary = _train_steps(config, run, state, start, data_iter, checkpointer, save_at, workdir)
+    finally:
+        checkpointer.wait()
+        checkpointer.close()
+    return {"steps": config.train.steps, "resumed_from": resumed_from, **summary}
+
+
+def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, workdir) -> dict:
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(config.train.steps, initial_step=start)
-    budget = (pipeline.BadFileBudget(config.data.video.max_bad_fraction, config.data.batch_size)
-              if config.data.source == "video" else None)
-    pending, last = None, {}
+    logger = StepLogger(config, writer, progress, checkpointer)
+    pending, preempted_at, train_step = None, None, run.train_step
     started = time.perf_counter()
-    compile_s = float("nan")
-    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
-        for step in range(start, config.train.steps):
-            batch = parallel.host_to_global(next(data_iter), run.mesh)
-            state, step_metrics = run.train_step(state, batch)
+    try:
+        with PreemptionWatch(checkpointer) as preemption, jax.set_mesh(run.mesh), \
+                nn.logical_axis_rules(parallel.RULES):
+            for step in range(start, config.train.steps):
+                batch = parallel.host_to_global(next(data_iter), run.mesh)
+                if step == start:  # compile ahead of time, to read the step's FLOPs for MFU
+                    train_step = run.train_step.lower(state, batch).compile()
+                    logger.set_flops(metrics_lib.compiled_flops(train_step), time.perf_counter() - started)
+                state, step_metrics = train_step(state, batch)
+                if pending is not None:
+                    logger.log(*pending)
+                pending = (step + 1, step_metrics)
+                stop = preemption.reached(step + 1)
+                if step + 1 in save_at or stop:
+                    logger.log(*pending)  # never checkpoint a non-finite state
+                    pending = None
+                    checkpointer.save(step + 1, state, data_iter, config)
+                if stop:
+                    preempted_at = step + 1
+                    logging.warning("preemption notice: checkpointed step %d, stopping", preempted_at)
+                    break
             if pending is not None:
-                last = _log(*pending, writer, progress, config.train.log_every, budget)
-            else:
-                compile_s = time.perf_counter() - started
-            pending = (step + 1, step_metrics)
-            if step + 1 in save_at:
-                checkpointer.save(step + 1, state, data_iter)
-        if pending is not None:
-            last = _log(*pending, writer, progress, 1, budget)
-    checkpointer.wait()
-    progress.close()
-    writer.close()
-    summary = {"steps": config.train.steps, "resumed_from": latest, "wall_s": time.perf_counter() - started,
-               "compile_s": compile_s, "steps_per_s": progress.steps_per_second(), **last}
-    checkpointer.close()
-    return summary
+                logger.log(*pending, force=True)
+    finally:
+        progress.close()
+        writer.close()
+    return {"preempted_at": preempted_at, "wall_s": time.perf_counter() - started,
+            "compile_s": logger.compile_s, "steps_per_s": progress.steps_per_second(),
+            "flops_per_step_per_device": logger.flops, **logger.last}
 
 
-def _log(step: int, device_metrics: dict, writer, progress, log_every: int, budget=None) -> dict:
-    scalars = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-    if not math.isfinite(scalars["loss"]):
-        raise FloatingPointError(f"loss is {scalars['loss']} at step {step}: lower config.optim.lr or check the data")
-    if budget is not None:
-        scalars.update(budget.update(scalars))
-    progress.update({"loss": scalars["loss"], "spread": scalars["target_spread"]})
-    if step % log_every == 0 or step == 1:
-        rate = progress.steps_per_second()
-        writer.write(step, {**scalars, **({"steps_per_s": rate} if math.isfinite(rate) else {})})
-    return scalars
+class StepLogger:
+    """Turns a step's device metrics into logged scalars: non-finite guard, bad-file budget, MFU, progress."""
+
+    def __init__(self, config, writer, progress, checkpointer):
+        self.config, self.writer, self.progress, self.checkpointer = config, writer, progress, checkpointer
+        self.budget = (pipeline.BadFileBudget(config.data.video.max_bad_fraction, config.data.batch_size)
+                       if config.data.source == "video" else None)
+        self.peak = metrics_lib.peak_flops_per_device(override=config.monitor.peak_flops)
+        self.flops, self.compile_s, self.last = float("nan"), float("nan"), {}
+
+    def set_flops(self, flops: float, compile_s: float) -> None:
+        self.flops, self.compile_s = flops, compile_s
+
+    def log(self, step: int, device_metrics: dict, force: bool = False) -> None:
+        scalars = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        finite = math.isfinite(scalars["loss"]) and math.isfinite(scalars["grad_norm"])
+        if not finite and self.config.train.on_nonfinite == "stop":
+            self.checkpointer.wait()
+            raise FloatingPointError(
+                f"loss is {scalars['loss']} (grad norm {scalars['grad_norm']}) at step {step}; stopped with the "
+                f"last good checkpoint (step "
+                f"{self.checkpointer.latest_step()}) kept: lower config.optim.lr, check the data, or set "
+                f"--config.train.on_nonfinite=skip")
+        if self.budget is not None:
+            scalars.update(self.budget.update(scalars))
+        self.progress.update({"loss": scalars["loss"], "spread": scalars["target_spread"]})
+        rate = self.progress.steps_per_second()
+        if math.isfinite(rate):
+            scalars.update(steps_per_s=rate, step_time_s=1.0 / rate, mfu=self.flops * rate / self.peak)
+        if force or step % self.config.train.log_every == 0 or step == 1:
+            self.writer.write(step, scalars)
+        self.last = scalars
 
 
 def save_summary(summary: dict, workdir: str) -> None:
