@@ -1,7 +1,7 @@
 """The `jepa-jax` command. Each verb is a thin wrapper over a library function users can call too.
 
   jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
-                  [--coordinator_address HOST:PORT --num_processes N --process_id I]
+                  [--multihost | --coordinator_address HOST:PORT --num_processes N --process_id I]
       -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
   jepa-jax report --config experiments/configs/tiny_world.py --workdir DIR
       -> re-probe the checkpoints of an existing run
@@ -36,6 +36,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: 
                                    "detected on TPU pods and SLURM, else one process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
+                               "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
 
 def _data(argv) -> None:
@@ -74,7 +76,7 @@ def _main(argv) -> None:
     from jepa_jax import parallel  # pylint: disable=g-import-not-at-top
     from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
     if argv[1] == "train":
         summary = loop.train(config, workdir)

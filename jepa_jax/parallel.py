@@ -136,8 +136,9 @@ def cluster_detected(environ=os.environ) -> bool:
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-    """Start jax.distributed: from explicit flags, else from the cluster environment; a no-op for one process.
+                           process_id: int | None = None, multihost: bool = False) -> None:
+    """Start jax.distributed: from explicit flags, else from the cluster (always with `multihost`, e.g. on TPU
+    VMs whose hosts JAX finds through the metadata server); a no-op for one process.
 
     Must run before anything touches a JAX device.
     """
@@ -145,5 +146,5 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
         if num_processes is None or process_id is None:
             raise ValueError("--coordinator_address needs --num_processes and --process_id")
         jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
-    elif cluster_detected():
+    elif multihost or cluster_detected():
         jax.distributed.initialize()

@@ -1,4 +1,5 @@
-"""Exact resume: a run killed with SIGKILL after a checkpoint and restarted equals an uninterrupted run."""
+"""Exact resume: a run killed with SIGKILL after a checkpoint and restarted equals an uninterrupted run, on the
+built-in world and on a manifest of real video files (one of them broken)."""
 
 import json
 import os
@@ -9,16 +10,27 @@ import time
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from tests.conftest import REPO, TINY_WORLD
+from tests.data.conftest import truncate_file, write_video
 
 ARGS = ["--config.train.steps=12", "--config.train.checkpoint_every=4", "--config.probe.at_fractions=(1.0,)",
         "--config.probe.report=False"]
 
 
-def command(workdir):
-    return [sys.executable, "-m", "jepa_jax.cli", "train", "--config", f"{TINY_WORLD}:smoke", *ARGS,
-            "--workdir", str(workdir)]
+def video_manifest(directory) -> str:
+    """A CSV manifest of five short mp4 files and one truncated one."""
+    paths = [write_video(directory / f"clip{i}.mp4", num_frames=36, fps=25.0, width=80, height=72, noise=i + 1)
+             for i in range(5)]
+    paths.append(truncate_file(paths[0], directory / "broken.mp4"))
+    manifest = directory / "train.csv"
+    manifest.write_text("".join(f"{path} 0\n" for path in paths))
+    return str(manifest)
+
+
+def train_command(workdir, extra):
+    return [sys.executable, "-m", "jepa_jax.cli", "train", *extra, *ARGS, "--workdir", str(workdir)]
 
 
 def env():
@@ -36,8 +48,15 @@ def metrics(workdir):
         return {r["step"]: r for r in map(json.loads, f)}
 
 
-def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("source", ["balls", "video"])
+def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path, source):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
+    extra = ["--config", f"{TINY_WORLD}:smoke"]
+    if source == "video":
+        (tmp_path / "videos").mkdir()
+        extra = ["--config", f"{TINY_WORLD}:smoke,video",
+                 f"--config.data.video.manifests=('{video_manifest(tmp_path / 'videos')}',)"]
+    command = lambda workdir: train_command(workdir, extra)
     subprocess.run(command(straight), cwd=REPO, env=env(), check=True, capture_output=True, timeout=600)
 
     proc = subprocess.Popen(command(killed), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
@@ -57,7 +76,7 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path
     a, b = metrics(straight), metrics(killed)
     assert sorted(a) == sorted(b) == list(range(1, 13))
     for step in a:
-        for key in ("loss", "prediction_loss", "sigreg", "target_spread", "grad_norm"):
+        for key in ("loss", "prediction_loss", "sigreg", "target_spread", "grad_norm", "target_effective_rank"):
             assert a[step][key] == b[step][key], (step, key)
     pa, pb = final_params(straight), final_params(killed)
     for x, y in zip(jax_leaves(pa), jax_leaves(pb)):

@@ -1,0 +1,55 @@
+r"""Train-loop step time with an asynchronous checkpoint after every step vs none, and MFU, printed as JSON.
+
+    python -m jepa_jax.benchmarks.train [--config experiments/configs/tiny_world.py] [--steps 40] \
+        [--config.model.size=small --config.data.batch_size=64 ...]
+
+Both variants run the real loop (`jepa_jax.train.loop.train`) in a temporary folder for --steps steps; the step
+time excludes the compiling first step. `save_stall_fraction` is (every-step time - no-save time) / no-save time.
+MFU is the compiled step's FLOPs (XLA cost analysis, per device) x steps/s over the device's peak
+(`metrics.PEAK_FLOPS`; on CPU an estimate, override with --config.monitor.peak_flops).
+"""
+
+import json
+import tempfile
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jepa_jax import metrics as metrics_lib
+from jepa_jax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/tiny_world.py", "Run config to time.")
+_STEPS = flags.DEFINE_integer("steps", 40, "Steps per variant.")
+
+
+def time_variant(config, steps: int, checkpoint_every: int) -> dict:
+    config = config.copy_and_resolve_references()
+    config.train.update(steps=steps, log_every=steps, checkpoint_every=checkpoint_every, checkpoint_keep=2,
+                        resume=False)
+    config.probe.update(report=False, at_fractions=(1.0,))
+    with tempfile.TemporaryDirectory() as workdir:
+        summary = loop.train(config, workdir)
+    return {"steps_per_s": summary["steps_per_s"], "step_time_s": 1.0 / summary["steps_per_s"],
+            "compile_s": summary["compile_s"], "flops_per_step_per_device": summary["flops_per_step_per_device"],
+            "mfu": summary["mfu"]}
+
+
+def main(argv) -> None:
+    del argv
+    logging.set_verbosity(logging.ERROR)
+    config, steps = _CONFIG.value, _STEPS.value
+    never = time_variant(config, steps, checkpoint_every=0)
+    every = time_variant(config, steps, checkpoint_every=1)
+    device = jax.devices()[0]
+    print(json.dumps({
+        "device_kind": device.device_kind, "num_devices": jax.device_count(), "model": config.model.size,
+        "objective": config.objective, "global_batch": config.data.batch_size, "steps": steps,
+        "peak_flops_per_device": metrics_lib.peak_flops_per_device(device, config.monitor.peak_flops),
+        "no_checkpoints": never, "checkpoint_every_step": every,
+        "save_stall_fraction": every["step_time_s"] / never["step_time_s"] - 1.0,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
