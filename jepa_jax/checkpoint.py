@@ -29,7 +29,8 @@ class Checkpointer:
                 kept.append(policies.EveryNSteps(keep_every))
             preservation = policies.AnyPreservationPolicy(kept)
         self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-            enable_async_checkpointing=True, create=True, preservation_policy=preservation))
+            enable_async_checkpointing=True, create=True, preservation_policy=preservation,
+            enable_background_delete=True))
 
     def save(self, step: int, state, data_iter=None, config=None) -> None:
         """Start an asynchronous save of `state` (plus the iterator's position and the config, if given)."""

@@ -27,10 +27,13 @@ def feature_std(features):
 def effective_rank(features):
     """RankMe effective rank of a feature matrix [M, D]: exp(entropy of its normalised singular values), in [1, D].
 
-    Computed from the eigenvalues of the D x D Gram matrix, so the cost is O(M D^2 + D^3) whatever M is.
+    Computed from the eigenvalues of the D x D Gram matrix, so the cost is O(M D^2 + D^3) whatever M is;
+    eigenvalues below float32 rounding of the largest (D * eps * max) count as zero.
     """
     x = features.astype(jnp.float32)
-    singular = jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(x.T @ x), 0.0))
+    eigenvalues = jnp.linalg.eigvalsh(x.T @ x)
+    floor = eigenvalues.max() * x.shape[-1] * jnp.finfo(jnp.float32).eps
+    singular = jnp.sqrt(jnp.where(eigenvalues > floor, eigenvalues, 0.0))
     p = singular / singular.sum() + 1e-12
     return jnp.exp(-(p * jnp.log(p)).sum())
 
@@ -130,14 +133,20 @@ class Progress:
         self.bar.close()
 
 
-def plot_training_curves(records: list[dict], names: list[str], path: str) -> None:
-    """One panel per metric name against step, saved as PNG."""
+def plot_training_curves(records: list[dict], names, path: str, columns: int = 4) -> None:
+    """One panel per metric name against step (a grid `columns` wide), saved as PNG."""
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     names = [n for n in names if any(n in r for r in records)]
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    if not names:
+        return
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, min(columns, len(names)), figsize=(4 * min(columns, len(names)), 3 * rows),
+                             squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
         points = np.array([(r["step"], r[name]) for r in records if name in r])
         ax.plot(points[:, 0], points[:, 1])
         ax.set_title(name)

@@ -4,7 +4,11 @@ r"""Train-loop step time with an asynchronous checkpoint after every step vs non
         [--config.model.size=small --config.data.batch_size=64 ...]
 
 Both variants run the real loop (`jepa_jax.train.loop.train`) in a temporary folder for --steps steps; the step
-time excludes the compiling first step. `save_stall_fraction` is (every-step time - no-save time) / no-save time.
+time excludes the compiling first step. `save_stall_fraction` is (every-step time - no-save time) / no-save time;
+`save_blocking_fraction` is the time the loop spends inside the save call (the synchronous part: device-to-host
+copy and bookkeeping) per step, over the no-save step time. On an accelerator the rest of the write runs on host
+threads beside the device's work; on a CPU-only machine those threads compete with the step for the same cores,
+so there the end-to-end stall is larger than the blocking part.
 MFU is the compiled step's FLOPs (XLA cost analysis, per device) x steps/s over the device's peak
 (`metrics.PEAK_FLOPS`; on CPU an estimate, override with --config.monitor.peak_flops).
 """
@@ -31,7 +35,7 @@ def time_variant(config, steps: int, checkpoint_every: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         summary = loop.train(config, workdir)
     return {"steps_per_s": summary["steps_per_s"], "step_time_s": 1.0 / summary["steps_per_s"],
-            "compile_s": summary["compile_s"], "flops_per_step_per_device": summary["flops_per_step_per_device"],
+            "save_blocking_s_per_step": summary["checkpoint_blocking_s"] / steps, "compile_s": summary["compile_s"], "flops_per_step_per_device": summary["flops_per_step_per_device"],
             "mfu": summary["mfu"]}
 
 
@@ -48,6 +52,7 @@ def main(argv) -> None:
         "peak_flops_per_device": metrics_lib.peak_flops_per_device(device, config.monitor.peak_flops),
         "no_checkpoints": never, "checkpoint_every_step": every,
         "save_stall_fraction": every["step_time_s"] / never["step_time_s"] - 1.0,
+        "save_blocking_fraction": every["save_blocking_s_per_step"] / never["step_time_s"],
     }, indent=2))
 
 

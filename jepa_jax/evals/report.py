@@ -10,7 +10,7 @@ import os
 
 import jax
 
-from jepa_jax import checkpoint, metrics as metrics_lib
+from jepa_jax import checkpoint
 from jepa_jax.evals import world_probe
 from jepa_jax.train import loop
 
@@ -22,7 +22,7 @@ def backbone_params(state, objective: str):
 
 
 def world_report(run, workdir: str) -> dict:
-    """Probe the run's checkpoints at the probe steps; write report.md, report.json, report.png, training.png.
+    """Probe the run's checkpoints at the probe steps; write report.md, report.json, report.png.
 
     Returns {"rows": [{"name", "step", "position/time", "velocity/time", ...}], "paths": {...}}.
     """
@@ -42,16 +42,12 @@ def world_report(run, workdir: str) -> dict:
         rows.append({"name": "random init" if step == 0 else f"trained, step {step}", "step": step,
                      **world_probe.probe_scores(tokens, clips, run.grid, num_train)})
     checkpointer.close()
-    paths = {name: os.path.join(workdir, name) for name in ("report.md", "report.json", "report.png",
-                                                             "training.png")}
+    paths = {name: os.path.join(workdir, name) for name in ("report.md", "report.json", "report.png")}
     if jax.process_index() == 0:
         _write_markdown(rows, config, paths["report.md"])
         with open(paths["report.json"], "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
         _plot_probes(rows, paths["report.png"])
-        records = metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-        metrics_lib.plot_training_curves(records, ["loss", "prediction_loss", "sigreg", "target_spread", "lr"],
-                                         paths["training.png"])
     return {"rows": rows, "paths": paths}
 
 

@@ -36,6 +36,10 @@ class Run:
     train_step: object
 
 
+TRAINING_CURVES = ("loss", "prediction_loss", "sigreg", "target_spread", "target_effective_rank",
+                   "prediction_cosine", "lr", "mfu")
+
+
 def probe_steps(config) -> list[int]:
     """Steps whose train state is checkpointed for the probe learning curve: 0 (random init) and the fractions."""
     steps = config.train.steps
@@ -156,6 +160,9 @@ def train(config, workdir: str) -> dict:
     finally:
         checkpointer.wait()
         checkpointer.close()
+    if jax.process_index() == 0:
+        metrics_lib.plot_training_curves(metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl")),
+                                         TRAINING_CURVES, os.path.join(workdir, "training.png"))
     return {"steps": config.train.steps, "resumed_from": resumed_from, **summary}
 
 
@@ -163,7 +170,7 @@ def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, wo
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(config.train.steps, initial_step=start)
     logger = StepLogger(config, writer, progress, checkpointer)
-    pending, preempted_at, train_step = None, None, run.train_step
+    pending, preempted_at, train_step, save_blocking_s = None, None, run.train_step, 0.0
     started = time.perf_counter()
     try:
         with PreemptionWatch(checkpointer) as preemption, jax.set_mesh(run.mesh), \
@@ -181,7 +188,9 @@ def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, wo
                 if step + 1 in save_at or stop:
                     logger.log(*pending)  # never checkpoint a non-finite state
                     pending = None
+                    save_started = time.perf_counter()
                     checkpointer.save(step + 1, state, data_iter, config)
+                    save_blocking_s += time.perf_counter() - save_started
                 if stop:
                     preempted_at = step + 1
                     logging.warning("preemption notice: checkpointed step %d, stopping", preempted_at)
@@ -193,6 +202,7 @@ def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, wo
         writer.close()
     return {"preempted_at": preempted_at, "wall_s": time.perf_counter() - started,
             "compile_s": logger.compile_s, "steps_per_s": progress.steps_per_second(),
+            "checkpoint_blocking_s": save_blocking_s,
             "flops_per_step_per_device": logger.flops, **logger.last}
 
 
