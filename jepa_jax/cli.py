@@ -3,6 +3,8 @@
   jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
                   [--multihost | --coordinator_address HOST:PORT --num_processes N --process_id I]
       -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
+  jepa-jax train  --config FILE --workdir DIR --dry_run
+      -> jepa_jax.train.loop.dry_run(config): abstract init + lowering on the config's mesh, nothing allocated
   jepa-jax report --config experiments/configs/tiny_world.py --workdir DIR
       -> re-probe the checkpoints of an existing run
   jepa-jax data inspect MANIFEST --out DIR [--frames 16 --fps 4 --crop 224]
@@ -36,6 +38,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: 
                                    "detected on TPU pods and SLURM, else one process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "train: only build the sharded state abstractly and lower the step "
+                             "on the config's mesh (no allocation); print mesh, parameter counts, bytes per device.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
@@ -78,6 +82,9 @@ def _main(argv) -> None:
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
+    if argv[1] == "train" and _DRY_RUN.value:
+        print(json.dumps(loop.dry_run(config)))
+        return
     if argv[1] == "train":
         summary = loop.train(config, workdir)
         loop.save_summary(summary, workdir)

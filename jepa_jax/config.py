@@ -57,6 +57,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config.loss.kind, "loss.kind", LOSSES)
     _choice(config.data.source, "data.source", DATA_SOURCES)
     _choice(config.train.on_nonfinite, "train.on_nonfinite", ("stop", "skip"))
+    _choice(config.optim.schedule, "optim.schedule", ("warmup_cosine", "linear_decay"))
     for field in ("model.patch_size", "model.tubelet_size", "data.batch_size", "train.steps", "train.log_every",
                   "train.grad_accum",
                   "model.predictor.width", "model.predictor.depth", "model.predictor.num_heads"):

@@ -107,3 +107,18 @@ def test_tpu_scripts_parse():
         result = subprocess.run(["bash", "-n", os.path.join(REPO, "tpu_scripts", script)], capture_output=True,
                                 text=True, check=False)
         assert result.returncode == 0, (script, result.stderr)
+
+
+def test_dry_run_prints_mesh_parameter_counts_and_bytes_without_training(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    result = subprocess.run([sys.executable, "-m", "jepa_jax.cli", "train", "--config",
+                             os.path.join(REPO, "experiments", "configs", "vjepa_vitl16.py"), "--dry_run",
+                             "--workdir", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+    assert summary["encoder_params"] == 303_885_312 and summary["predictor_params"] == 22_082_944
+    state_floats = 4 * summary["encoder_params"] + 3 * summary["predictor_params"]  # + EMA copy and Adam moments
+    assert 4 * state_floats / 8 <= summary["state_bytes_per_device"] <= 1.15 * 4 * state_floats / 8
+    assert not os.listdir(tmp_path)  # nothing written

@@ -19,6 +19,7 @@ import numpy as np
 from jepa_jax import checkpoint, metrics as metrics_lib, parallel
 from jepa_jax import config as config_lib
 from jepa_jax.data import pipeline
+from jepa_jax.data import video as video_lib
 from jepa_jax.train import optim, state as state_lib, step as step_lib
 
 
@@ -74,6 +75,16 @@ def train_state_init_fn(config):
                                               use_ema=config.objective == "ema")
 
 
+def jit_train_step(config, mesh, state_shardings):
+    """The train step jitted with in/out shardings and state donation (not yet compiled)."""
+    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
+    optimizer = optim.make_optimizer(config.optim, config.train.steps)
+    step_fn = step_lib.make_train_step(config, encoder, predictor, optimizer, config_lib.token_grid(config),
+                                       list(config.masks.keys()))
+    return jax.jit(step_fn, in_shardings=(state_shardings, parallel.batch_sharding(mesh)),
+                   out_shardings=(state_shardings, None), donate_argnums=0)
+
+
 def build_run(config, devices=None) -> Run:
     """Validate the config, build the mesh (over `devices`, default all), models and a born-sharded train state,
     and jit the step. Every config or mesh mismatch fails here, before compiling."""
@@ -82,12 +93,59 @@ def build_run(config, devices=None) -> Run:
     check_batch_split(config, mesh)
     encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
     maskers, grid = config_lib.build_maskers(config), config_lib.token_grid(config)
-    optimizer = optim.make_optimizer(config.optim, config.train.steps)
     state, shardings = parallel.init_sharded(train_state_init_fn(config), mesh)
-    step_fn = step_lib.make_train_step(config, encoder, predictor, optimizer, grid, list(config.masks.keys()))
-    train_step = jax.jit(step_fn, in_shardings=(shardings, parallel.batch_sharding(mesh)),
-                         out_shardings=(shardings, None), donate_argnums=0)
-    return Run(config, mesh, encoder, predictor, maskers, grid, state, shardings, train_step)
+    return Run(config, mesh, encoder, predictor, maskers, grid, state, shardings,
+               jit_train_step(config, mesh, shardings))
+
+
+def abstract_batch(config, mesh) -> dict:
+    """ShapeDtypeStructs (sharded over data x fsdp) of one global batch of this config."""
+    frames, size = config_lib.clip_shape(config)
+    batch_size, sharding = config.data.batch_size, parallel.batch_sharding(mesh)
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+    batch = {"video": spec((batch_size, frames, size, size, 3), np.uint8),
+             "masks": tuple((spec((batch_size, m.num_context), np.int32), spec((batch_size, m.num_target), np.int32))
+                            for m in config_lib.build_maskers(config))}
+    if config.data.source == "video":
+        batch["bad_files"] = spec((batch_size, len(video_lib.REASONS)), np.int32)
+    return batch
+
+
+def abstract_train_state(config, mesh):
+    """ShapeDtypeStructs with shardings of the TrainState on `mesh` (nothing allocated; divisibility checked)."""
+    init_fn = train_state_init_fn(config)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
+        shardings = parallel.plan_shardings(init_fn, mesh)
+        shapes = jax.eval_shape(lambda: nn.meta.unbox(init_fn()))
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
+
+
+def lower_train_step(config, devices=None):
+    """Dry run: abstract init and lowering of the sharded train step on the config's mesh over `devices`.
+
+    Nothing of the model's or the batch's size is allocated; returns the jax.stages.Lowered (call .compile() for
+    XLA's memory analysis on the real target). Config and mesh errors surface exactly as in a real run.
+    """
+    config_lib.validate(config)
+    mesh = parallel.make_mesh(config.mesh, devices)
+    check_batch_split(config, mesh)
+    state = abstract_train_state(config, mesh)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
+        return jit_train_step(config, mesh, shardings).lower(state, abstract_batch(config, mesh))
+
+
+def dry_run(config, devices=None) -> dict:
+    """Lower the train step (see lower_train_step) and summarise: mesh, parameter counts, state bytes per device."""
+    lowered = lower_train_step(config, devices)
+    mesh = parallel.make_mesh(config.mesh, devices)
+    state = abstract_train_state(config, mesh)
+    size = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+    per_device = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
+                     for x in jax.tree.leaves(state))
+    return {"mesh": dict(mesh.shape), "encoder_params": size(state.params["encoder"]),
+            "predictor_params": size(state.params["predictor"]), "state_bytes_per_device": per_device,
+            "lowered_ops": lowered.as_text().count("\n")}
 
 
 def write_config(config, workdir: str) -> None:

@@ -1,4 +1,5 @@
-"""AdamW with V-JEPA's schedules: linear warmup + cosine learning rate, cosine weight-decay ramp.
+"""AdamW with V-JEPA's schedules: linear warmup + cosine learning rate (V-JEPA 2: cosine to the same value, i.e.
+constant after warmup), V-JEPA 2's linear cooldown, cosine weight-decay ramp.
 
 Official schedulers are stepped before use, so optimizer update `count` (0-based) uses schedule step count + 1.
 Their horizon is T_max = int(ipe_scale * total_steps) (ipe_scale 1.25), so a run stops at 80 % of the cosine.
@@ -21,6 +22,21 @@ def warmup_cosine_lr(start_lr: float, lr: float, final_lr: float, warmup_steps: 
     return schedule
 
 
+def linear_decay_lr(lr: float, final_lr: float, horizon: int):
+    """Schedule count -> lr: linear from lr to final_lr at `horizon` (V-JEPA 2 cooldown, no warmup)."""
+    def schedule(count):
+        progress = jnp.minimum((count + 1.0) / max(horizon, 1), 1.0)
+        return lr + (final_lr - lr) * progress
+    return schedule
+
+
+def learning_rate_schedule(optim, horizon: int):
+    """The config.optim.schedule function of the optimizer update count."""
+    if optim.schedule == "linear_decay":
+        return linear_decay_lr(optim.lr, optim.final_lr, horizon)
+    return warmup_cosine_lr(optim.start_lr, optim.lr, optim.final_lr, optim.warmup_steps, horizon)
+
+
 def cosine_weight_decay(weight_decay: float, final_weight_decay: float, horizon: int):
     """Schedule count -> wd: cosine from weight_decay to final_weight_decay over `horizon` (V-JEPA ramps up)."""
     def schedule(count):
@@ -40,7 +56,7 @@ def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
     """AdamW from config.optim with its schedules injected as hyper-parameters (readable from the state)."""
     horizon = int(optim.ipe_scale * total_steps)
     adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-        learning_rate=warmup_cosine_lr(optim.start_lr, optim.lr, optim.final_lr, optim.warmup_steps, horizon),
+        learning_rate=learning_rate_schedule(optim, horizon),
         weight_decay=cosine_weight_decay(optim.weight_decay, optim.final_weight_decay, horizon),
         b1=optim.b1, b2=optim.b2, eps=optim.eps, mask=decay_mask)
     if optim.grad_clip > 0:

@@ -1,0 +1,18 @@
+r"""V-JEPA ViT-H/16, 384 px, 16 frames: mirrors jepa:configs/pretrain/vith16_384.yaml.
+
+    jepa-jax train --config experiments/configs/vjepa_vith16_384.py --workdir runs/vjepa_vith16_384 \
+        --config.data.video.manifests="('k710.csv', 'ssv2.csv', 'howto100m.csv')"
+
+Global batch 2400 (30 nodes x 8 GPUs x 10), 90K iterations (300 epochs x 300), seed 234.
+
+Where this knowingly differs from the official run: see `jepa_jax.recipes.vjepa1`.
+"""
+
+import ml_collections
+
+from jepa_jax import recipes
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    del arg
+    return recipes.vjepa1("huge", crop=384)

@@ -1,0 +1,141 @@
+"""Config builders for the files under experiments/configs: the full config schema, and the published recipes.
+
+`base_config()` holds every field the engine reads, with the tiny built-in-world values; the recipe functions
+change what the official V-JEPA (vjepa_spec.md 4.3) and V-JEPA 2 (4.4) configs set. Experiment files call one of
+them and say which official config they mirror.
+"""
+
+import ml_collections
+
+# Official iterations per epoch; schedules stretch over ipe_scale x the run (vjepa_spec.md 4.2).
+OFFICIAL_IPE = 300
+
+
+def vjepa_masks() -> ml_collections.ConfigDict:
+    """V-JEPA's two mask configs (identical in V1 and V2). Order = mask-token index: short-range first."""
+    return ml_collections.ConfigDict(dict(
+        short_range=dict(num_blocks=8, spatial_scale=(0.15, 0.15), temporal_scale=(1.0, 1.0),
+                         aspect_ratio=(0.75, 1.5)),
+        long_range=dict(num_blocks=2, spatial_scale=(0.7, 0.7), temporal_scale=(1.0, 1.0),
+                        aspect_ratio=(0.75, 1.5)),
+    ), sort_keys=False)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every config field, with the tiny built-in-world values (a micro ViT on 8 x 64 x 64 bouncing-balls clips)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.objective = "sigreg"  # "sigreg" (EMA-free) or "ema" (V-JEPA)
+    config.model = dict(
+        size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat", remat=False,
+        predictor=dict(width=64, depth=2, num_heads=4, mlp_ratio=4.0),
+    )
+    config.data = dict(
+        source="balls",
+        world=dict(num_frames=8, size=64, num_balls=3, occluder=False),
+        # Used when source="video": official V-JEPA decoding, sampling and augmentation.
+        video=dict(manifests=(), weights=(), frames_per_clip=8, frame_step=4, fps=0.0, crop_size=64,
+                   scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip=0.5, max_bad_fraction=0.2, max_retries=20),
+        packed_dir="",  # source="packed": a folder written by `jepa-jax data pack` (augmented like video)
+        batch_size=32,  # global batch, split over processes and devices
+        num_threads=2,
+        prefetch=4,
+    )
+    config.masks = vjepa_masks()
+    config.loss = dict(kind="l1")
+    config.ema = dict(start=0.996, end=1.0)
+    config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)
+    # schedule: "warmup_cosine" (V-JEPA; final_lr = lr gives V-JEPA 2's warmup-then-constant) or "linear_decay"
+    # (V-JEPA 2 cooldown: lr -> final_lr linearly over the ipe_scale-stretched run, no warmup).
+    config.optim = dict(schedule="warmup_cosine", lr=3e-4, start_lr=1e-4, final_lr=1e-6, warmup_steps=20,
+                        weight_decay=0.04, final_weight_decay=0.4, ipe_scale=1.25, b1=0.9, b2=0.999, eps=1e-8,
+                        grad_clip=0.0)
+    # resume=True continues from the newest complete checkpoint in --workdir (train state + data stream).
+    # Checkpoints: every checkpoint_every steps, the probe steps and the last; keep the newest checkpoint_keep
+    # (0: all) plus every checkpoint_keep_every-th and the probe steps. grad_accum=k averages k micro-batches per
+    # update (same result as the whole batch at once, for few devices). on_nonfinite: "stop" or "skip" the update.
+    config.train = dict(steps=300, log_every=10, checkpoint_every=100, checkpoint_keep=3, checkpoint_keep_every=0,
+                        resume=True, grad_accum=1, on_nonfinite="stop")
+    config.monitor = dict(peak_flops=0.0)  # peak FLOP/s per device for MFU; 0: look up the device kind
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
+                        at_fractions=(0.1, 0.25, 0.5, 1.0))
+    return config
+
+
+# Default manifests of the official mixtures; point them at your CSVs (`--config.data.video.manifests=...`).
+VIDEOMIX2M = ("data/k710_train.csv", "data/ssv2_train.csv", "data/howto100m_train.csv")
+VIDEOMIX22M_WEIGHTS = (0.335, 0.100, 0.565)  # V-JEPA 2 sampling weights of the same three datasets
+
+
+def _published_video_run(config, *, size: str, crop: int, frames: int, batch: int, steps: int, seed: int):
+    """Fields shared by every published video recipe: an EMA-target ViT on the video mixture, FSDP over all
+    devices, probes off (no ground-truth states in videos)."""
+    config.seed = seed
+    config.objective = "ema"
+    config.model.update(size=size, patch_size=16, tubelet_size=2)
+    config.data.source = "video"
+    config.data.video.update(manifests=VIDEOMIX2M, frames_per_clip=frames, crop_size=crop)
+    config.data.batch_size = batch
+    config.data.update(num_threads=8, prefetch=2)
+    config.train.update(steps=steps, log_every=10, checkpoint_every=OFFICIAL_IPE, checkpoint_keep=2,
+                        checkpoint_keep_every=50 * OFFICIAL_IPE)
+    config.mesh.update(data=1, fsdp=-1, tensor=1)
+    config.probe.report = False
+    return config
+
+
+def vjepa1(size: str, crop: int) -> ml_collections.ConfigDict:
+    """V-JEPA pretraining (jepa:configs/pretrain/vit{l,h}16*.yaml): sin-cos positions, 16 frames every 4th,
+    90K iterations, warmup-cosine LR, increasing WD, EMA 0.998 -> 1.
+
+    Known differences from the official run:
+    - compute is fp32 (official: bf16 autocast) until mixed precision lands in the engine;
+    - grad_clip=10 clips the global norm of encoder + predictor together from step 0 (official: each module
+      separately, and only after the 40 warmup epochs);
+    - the three manifests are mixed with equal weights (official: uniform over the concatenated CSVs); set
+      data.video.weights proportional to the manifest sizes to match.
+    """
+    config = _published_video_run(base_config(), size=size, crop=crop, frames=16, batch=3072 if crop == 224 else 2400,
+                                  steps=300 * OFFICIAL_IPE, seed=234)
+    config.model.update(pos_embedding="sincos", remat=False,
+                        predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0))
+    config.data.video.update(frame_step=4, fps=0.0)
+    config.ema.update(start=0.998, end=1.0)
+    config.optim.update(schedule="warmup_cosine", lr=6.25e-4, start_lr=2e-4, final_lr=1e-6,
+                        warmup_steps=40 * OFFICIAL_IPE, weight_decay=0.04, final_weight_decay=0.4, ipe_scale=1.25,
+                        grad_clip=10.0)
+    return config
+
+
+def vjepa2(size: str, epochs: int) -> ml_collections.ConfigDict:
+    """V-JEPA 2 phase 1 (vj2:configs/train/vit*16/pretrain-256px-16f.yaml): 3D RoPE, 16 frames at 4 fps, 256 crop,
+    warmup then constant LR, constant WD and EMA, weighted three-dataset mixture, activation checkpointing.
+
+    Known differences from the official run (also for the cooldown):
+    - compute is fp32 (official: bf16 autocast) until mixed precision lands in the engine;
+    - the predictor has one mask token per mask config (2); the official code builds 6 (2 masks x 3 clip-length
+      groups) and, with every dataset at one clip length, trains token 0 for both masks;
+    - the cooldown does not yet start from the phase-1 checkpoint by itself (progressive runs: next milestone).
+    """
+    config = _published_video_run(base_config(), size=size, crop=256, frames=16, batch=3072,
+                                  steps=epochs * OFFICIAL_IPE, seed=239)
+    config.model.update(pos_embedding="rope", remat=True,
+                        predictor=dict(width=384, depth=12, num_heads=12, mlp_ratio=4.0))
+    config.data.video.update(frame_step=0, fps=4.0, weights=VIDEOMIX22M_WEIGHTS)
+    config.ema.update(start=0.99925, end=0.99925)
+    config.optim.update(schedule="warmup_cosine", lr=5.25e-4, start_lr=1e-4, final_lr=5.25e-4,
+                        warmup_steps=40 * OFFICIAL_IPE, weight_decay=0.04, final_weight_decay=0.04, ipe_scale=1.25,
+                        grad_clip=0.0)
+    return config
+
+
+def vjepa2_cooldown(size: str, crop: int, epochs: int, ipe: int, batch: int = 3072) -> ml_collections.ConfigDict:
+    """V-JEPA 2 phase 2 (vj2:configs/train/vit*16/cooldown-*-64f.yaml): 64 frames, LR linear 5.25e-4 -> 1e-6 over
+    int(1.25 x epochs x ipe) steps with no warmup, started from a phase-1 checkpoint."""
+    config = vjepa2(size, epochs=0)
+    config.data.video.update(frames_per_clip=64, crop_size=crop)
+    config.data.batch_size = batch
+    config.train.update(steps=epochs * ipe, checkpoint_every=ipe, checkpoint_keep_every=10 * ipe)
+    config.optim.update(schedule="linear_decay", lr=5.25e-4, start_lr=5.25e-4, final_lr=1e-6, warmup_steps=0)
+    return config
