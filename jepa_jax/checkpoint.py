@@ -8,6 +8,7 @@ checkpoint loads onto whatever mesh or device count the caller uses, with no con
 
 import os
 
+from absl import logging
 import grain
 import jax
 import orbax.checkpoint as ocp
@@ -58,7 +59,12 @@ class Checkpointer:
     def check_compatible(self, step: int, abstract_state) -> None:
         """One-line ValueError if checkpoint `step` holds a differently shaped state (another model or config)."""
         where = os.path.join(self.directory, str(step))
-        stored = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata
+        verbosity = logging.get_verbosity()
+        logging.set_verbosity(logging.ERROR)  # Orbax warns that an item folder has no step metadata of its own
+        try:
+            stored = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata
+        finally:
+            logging.set_verbosity(verbosity)
         name = lambda path: jax.tree_util.keystr(path, simple=True, separator=".")
         wanted = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)}
         stored_shapes = {name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(stored)}
@@ -90,6 +96,24 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def parse_init_from(spec: str) -> tuple[str, int]:
+    """"RUN_DIR[:STEP]" -> (run dir, step; default the newest); one-line error if there is no such checkpoint."""
+    run_dir, step = spec, None
+    head, separator, tail = spec.rpartition(":")
+    if separator and tail.isdigit():
+        run_dir, step = head, int(tail)
+    steps = []
+    if os.path.isdir(os.path.join(run_dir, "checkpoints")):
+        checkpointer = Checkpointer(run_dir)
+        steps = checkpointer.steps()
+        checkpointer.close()
+    if not steps or (step is not None and step not in steps):
+        raise ValueError(f"config.train.init_from={spec!r}: no complete checkpoint{'' if step is None else f' {step}'}"
+                         f" in {os.path.join(run_dir, 'checkpoints')} (found {steps}): give the directory of a "
+                         f"`jepa-jax train` run, optionally :STEP")
+    return run_dir, steps[-1] if step is None else step
 
 
 def abstract_like(tree):

@@ -3,10 +3,14 @@
   jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
                   [--multihost | --coordinator_address HOST:PORT --num_processes N --process_id I]
       -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
+  jepa-jax train  --rerun RUN_DIR --workdir DIR
+      -> train(jepa_jax.config.load_run(RUN_DIR), DIR): the same run again from its config.json
   jepa-jax train  --config FILE --workdir DIR --dry_run
       -> jepa_jax.train.loop.dry_run(config): abstract init + lowering on the config's mesh, nothing allocated
   jepa-jax report --config experiments/configs/tiny_world.py --workdir DIR
       -> re-probe the checkpoints of an existing run
+  jepa-jax sweep experiments/sweeps/NAME.py --workdir DIR [--print_commands]
+      -> jepa_jax.sweep.run_sweep(...): runs (or prints) every unfinished run, writes results.csv/.md/.png
   jepa-jax data inspect MANIFEST --out DIR [--frames 16 --fps 4 --crop 224]
       -> jepa_jax.data.inspect.inspect_manifest(...): summary + contact_sheet.png
   jepa-jax data pack MANIFEST --out DIR [--frames 16 --fps 4 --short_side 256 --shards 8]
@@ -20,7 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-VERBS = ("train", "report", "data")
+VERBS = ("train", "report", "data", "sweep")
 DATA_VERBS = ("inspect", "pack")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]).",
@@ -38,6 +42,10 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: 
                                    "detected on TPU pods and SLURM, else one process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
+_RERUN = flags.DEFINE_string("rerun", None, "train: re-run the run directory DIR with its own config.json "
+                              "(same config, seed and mesh give the same metrics); use a new --workdir.")
+_PRINT_COMMANDS = flags.DEFINE_bool("print_commands", False, "sweep: print one `jepa-jax train` command per run "
+                                    "(for a cluster) instead of running them here.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "train: only build the sharded state abstractly and lower the step "
                              "on the config's mesh (no allocation); print mesh, parameter counts, bytes per device.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
@@ -62,17 +70,33 @@ def _data(argv) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _sweep(argv) -> None:
+    """`jepa-jax sweep SWEEP_FILE --workdir DIR [--print_commands]`."""
+    if len(argv) != 3 or not _WORKDIR.value:
+        raise app.UsageError("usage: jepa-jax sweep experiments/sweeps/NAME.py --workdir DIR [--print_commands]")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from jepa_jax import sweep  # pylint: disable=g-import-not-at-top
+    rows = sweep.run_sweep(argv[2], _WORKDIR.value, print_commands=_PRINT_COMMANDS.value)
+    if rows:
+        with open(f"{_WORKDIR.value}/results.md", encoding="utf-8") as f:
+            print(f.read())
+
+
 def _main(argv) -> None:
     if len(argv) >= 2 and argv[1] == "data":
         _data(argv)
+        return
+    if len(argv) >= 2 and argv[1] == "sweep":
+        _sweep(argv)
         return
     if len(argv) != 2 or argv[1] not in VERBS:
         raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS)}}} --config FILE --workdir DIR "
                              f"(got {' '.join(argv[1:]) or 'no verb'})")
     config_path = config_flags.get_config_filename(flags.FLAGS["config"])
-    if config_path is None or _WORKDIR.value is None:
-        raise app.UsageError("--config and --workdir are required")
-    if not os.path.isfile(config_path.split(":")[0]):
+    if (config_path is None and not _RERUN.value) or _WORKDIR.value is None:
+        raise app.UsageError("--config (or train --rerun DIR) and --workdir are required")
+    if config_path is not None and not os.path.isfile(config_path.split(":")[0]):
         raise FileNotFoundError(f"--config {config_path}: no such file; configs live in experiments/configs/")
     if not flags.FLAGS["verbosity"].present:  # Orbax/grain INFO lines would bury the progress bar
         logging.set_verbosity(logging.WARNING)
@@ -81,7 +105,9 @@ def _main(argv) -> None:
     from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
-    config, workdir = _CONFIG.value, _WORKDIR.value
+    from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    config = config_lib.load_run(_RERUN.value) if _RERUN.value else _CONFIG.value
+    workdir = _WORKDIR.value
     if argv[1] == "train" and _DRY_RUN.value:
         print(json.dumps(loop.dry_run(config)))
         return

@@ -4,6 +4,7 @@ Every error is one line naming the config field and the valid choices.
 """
 
 import importlib.util
+import json
 import os
 
 import ml_collections
@@ -17,14 +18,54 @@ POS_EMBEDDINGS = ("rope", "sincos")
 DATA_SOURCES = ("balls", "video", "packed")
 
 
+def load_module(path: str):
+    """Import a Python file (a config or sweep file) as a module."""
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """Load `get_config(arg)` from a config file (what `--config path:arg` does on the command line)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path!r} does not exist: pass a file under experiments/configs/")
-    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(path)
     return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def override(config: ml_collections.ConfigDict, dotted_key: str, value) -> None:
+    """config.<dotted_key> = value (what `--config.a.b=value` does); one-line error for an unknown field."""
+    message = missing_key(config, dotted_key)
+    if message:
+        raise ValueError(message)
+    *parents, name = dotted_key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if isinstance(node[name], float) and isinstance(value, int):
+        value = float(value)
+    node[name] = tuple(value) if isinstance(value, list) else value
+
+
+def _tuples(value):
+    """JSON lists back to the tuples config files use, recursively."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def load_run(run_dir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run wrote to {run_dir}/config.json (what `jepa-jax train --rerun DIR` trains)."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist: --rerun needs a run directory written by `jepa-jax train`")
+    with open(path, encoding="utf-8") as f:
+        fields = _tuples(json.load(f))
+    masks = fields.pop("masks")
+    config = ml_collections.ConfigDict(fields)
+    config.masks = ml_collections.ConfigDict(masks, sort_keys=False)  # JSON order = mask-token order
+    return config
 
 
 def missing_key(config: ml_collections.ConfigDict, dotted_key: str) -> str | None:
@@ -78,6 +119,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.model.pos_embedding == "rope" and posemb.rope_axis_dim(
             config.model.predictor.width // config.model.predictor.num_heads) == 0:
         raise ValueError("config.model.predictor: head dim width/num_heads must be >= 6 for 3D RoPE")
+    if config.train.init_from:
+        from jepa_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax only when needed)
+        checkpoint.parse_init_from(config.train.init_from)
     if not all(0 < f <= 1 for f in config.probe.at_fractions):
         raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
 

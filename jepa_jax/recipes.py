@@ -54,8 +54,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Checkpoints: every checkpoint_every steps, the probe steps and the last; keep the newest checkpoint_keep
     # (0: all) plus every checkpoint_keep_every-th and the probe steps. grad_accum=k averages k micro-batches per
     # update (same result as the whole batch at once, for few devices). on_nonfinite: "stop" or "skip" the update.
+    # init_from="RUN_DIR[:STEP]" starts a new stage (e.g. a cooldown at more frames) from another run's
+    # checkpoint (default its newest): parameters, EMA copy and optimizer moments; schedules restart at step 0.
     config.train = dict(steps=300, log_every=10, checkpoint_every=100, checkpoint_keep=3, checkpoint_keep_every=0,
-                        resume=True, grad_accum=1, on_nonfinite="stop")
+                        resume=True, grad_accum=1, on_nonfinite="stop", init_from="")
     config.monitor = dict(peak_flops=0.0)  # peak FLOP/s per device for MFU; 0: look up the device kind
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
     config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
@@ -116,7 +118,6 @@ def vjepa2(size: str, epochs: int) -> ml_collections.ConfigDict:
     - compute is fp32 (official: bf16 autocast) until mixed precision lands in the engine;
     - the predictor has one mask token per mask config (2); the official code builds 6 (2 masks x 3 clip-length
       groups) and, with every dataset at one clip length, trains token 0 for both masks;
-    - the cooldown does not yet start from the phase-1 checkpoint by itself (progressive runs: next milestone).
     """
     config = _published_video_run(base_config(), size=size, crop=256, frames=16, batch=3072,
                                   steps=epochs * OFFICIAL_IPE, seed=239)
@@ -132,7 +133,8 @@ def vjepa2(size: str, epochs: int) -> ml_collections.ConfigDict:
 
 def vjepa2_cooldown(size: str, crop: int, epochs: int, ipe: int, batch: int = 3072) -> ml_collections.ConfigDict:
     """V-JEPA 2 phase 2 (vj2:configs/train/vit*16/cooldown-*-64f.yaml): 64 frames, LR linear 5.25e-4 -> 1e-6 over
-    int(1.25 x epochs x ipe) steps with no warmup, started from a phase-1 checkpoint."""
+    int(1.25 x epochs x ipe) steps with no warmup, started from a phase-1 run: set
+    --config.train.init_from=PHASE1_RUN_DIR (the official `anneal_ckpt`)."""
     config = vjepa2(size, epochs=0)
     config.data.video.update(frames_per_clip=64, crop_size=crop)
     config.data.batch_size = batch

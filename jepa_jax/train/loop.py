@@ -14,6 +14,7 @@ import time
 import flax.linen as nn
 from absl import logging
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax import checkpoint, metrics as metrics_lib, parallel
@@ -151,7 +152,7 @@ def dry_run(config, devices=None) -> dict:
 def write_config(config, workdir: str) -> None:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+            f.write(config.to_json_best_effort(indent=2))  # field order kept: config.masks order = mask token
 
 
 class PreemptionWatch:
@@ -182,13 +183,31 @@ class PreemptionWatch:
             signal.signal(signal.SIGTERM, self.previous)
 
 
+def new_stage(state: state_lib.TrainState) -> state_lib.TrainState:
+    """A restored state as the start of a new stage: step 0 and schedules from 0 (as the official cooldown, which
+    builds fresh schedulers); parameters, EMA copy, Adam moments and Adam's bias-correction count carry over."""
+    def restart(path, leaf):
+        keys = [str(getattr(k, "name", getattr(k, "key", k))) for k in path]
+        return jnp.zeros_like(leaf) if keys[-1] == "count" and "inner_state" not in keys else leaf
+    return state.replace(step=jnp.zeros_like(state.step),
+                         opt_state=jax.tree_util.tree_map_with_path(restart, state.opt_state))
+
+
 def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
-    """(state, start step, resumed-from step or None): the newest complete checkpoint if config.train.resume,
-    else a fresh state (refusing to mix with another run's checkpoints)."""
+    """(state, start step, resumed-from step or None), in this order: the newest complete checkpoint in `workdir`
+    (config.train.resume), a new stage from config.train.init_from, a fresh state. Refuses to mix with another
+    run's checkpoints."""
     latest = checkpointer.latest_step()
     if latest is not None and not config.train.resume:
         raise ValueError(f"{checkpointer.directory} already holds checkpoints {checkpointer.steps()}: use a new "
                          f"--workdir or --config.train.resume=True")
+    if latest is None and config.train.init_from:
+        run_dir, step = checkpoint.parse_init_from(config.train.init_from)
+        source = checkpoint.Checkpointer(run_dir)
+        state = source.restore(step, checkpoint.abstract_like(run.state))
+        source.close()
+        logging.warning("new stage in %s from %s checkpoint %d", workdir, run_dir, step)
+        return new_stage(state), 0, None
     if latest is None:
         logging.warning("starting from scratch in %s", workdir)
         return run.state, 0, None
