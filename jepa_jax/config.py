@@ -13,7 +13,7 @@ from jepa_jax import masks as masks_lib
 from jepa_jax.models import posemb, predictor, vit
 
 OBJECTIVES = ("ema", "sigreg")
-LOSSES = ("l1", "l2")
+LOSSES = ("l1", "l2", "smooth_l1")
 POS_EMBEDDINGS = ("rope", "sincos")
 DATA_SOURCES = ("balls", "video", "packed")
 
@@ -153,15 +153,24 @@ def token_grid(config) -> tuple[int, int, int]:
     return vit.token_grid((1, frames, size, size, 3), config.model.patch_size, config.model.tubelet_size)
 
 
-def build_maskers(config) -> list[masks_lib.MultiBlockMasker]:
-    """One multi-block masker per entry of config.masks, in the order given (= the mask-token index).
+def build_maskers(config) -> list:
+    """One masker per entry of config.masks, in the order given (= the mask-token index): a V-JEPA 3D multi-block
+    masker (MaskConfig fields), or an I-JEPA 2D one for entries with `num_targets` (ImageMaskConfig fields).
 
     Build config.masks as ConfigDict(..., sort_keys=False): a plain dict is sorted by key.
     """
     grid = token_grid(config)
-    return [masks_lib.MultiBlockMasker(grid, masks_lib.MaskConfig(**{k: tuple(v) if isinstance(v, (list, tuple))
-                                                                     else v for k, v in cfg.items()}))
-            for cfg in config.masks.values()]
+    maskers = []
+    for name, cfg in config.masks.items():
+        fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.items()}
+        try:
+            if "num_targets" in fields:
+                maskers.append(masks_lib.ImageMultiBlockMasker(grid, masks_lib.ImageMaskConfig(**fields)))
+            else:
+                maskers.append(masks_lib.MultiBlockMasker(grid, masks_lib.MaskConfig(**fields)))
+        except TypeError as err:
+            raise ValueError(f"config.masks.{name}: {err}") from None
+    return maskers
 
 
 def build_encoder(config) -> vit.VisionTransformer:

@@ -264,6 +264,9 @@ class MultiBlockMasker:
             f"context tokens on grid {self.grid} after {_MAX_BLOCK_SIZE_DRAWS} block sizes"
         )
 
+    def shapes(self, batch_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (batch_size, self.num_context), (batch_size, self.num_target)
+
     def __call__(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples one batch of masks.
 
@@ -304,3 +307,120 @@ def mask_to_grid(indices: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
     mask = np.zeros(num_tokens, dtype=bool)
     mask[indices] = True
     return mask.reshape(grid)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageMaskConfig:
+    """I-JEPA multi-block 2D masks (ijepa:src/masks/multiblock.py, configs/in1k_vith14_ep300.yaml).
+
+    Attributes:
+        num_targets: Target blocks per image, each predicted separately from the same context (4).
+        target_scale: Range of a target block's area as a fraction of ``H' * W'`` (0.15, 0.2).
+        context_scale: Range of the (square) context block's area (0.85, 1.0), before the targets are removed.
+        aspect_ratio: Range of the target blocks' height / width (0.75, 1.5).
+    """
+
+    num_targets: int = 4
+    target_scale: tuple[float, float] = (0.15, 0.2)
+    context_scale: tuple[float, float] = (0.85, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_targets, bool) or not isinstance(self.num_targets, (int, np.integer)) or \
+                self.num_targets < 1:
+            raise ValueError(f"ImageMaskConfig.num_targets must be an int >= 1, got {self.num_targets!r}")
+        for field, upper in (("target_scale", 1.0), ("context_scale", 1.0), ("aspect_ratio", math.inf)):
+            object.__setattr__(self, field, _as_range(field, getattr(self, field), upper))
+
+
+class ImageMultiBlockMasker:
+    """Samples I-JEPA masks with static token counts: ``(context [B, Kc], targets [B, n, Kt])``.
+
+    As the official collator: one target block size per batch, drawn with a single uniform number for both the
+    scale and the aspect ratio (the official quirk); a square context block of its own scale; every block stays
+    strictly smaller than the grid (top/left drawn in ``[0, H' - h)``); per image ``n`` target positions and one
+    context position, and the context loses every target token. Unlike the official batch-minimum truncation,
+    ``num_target`` (per block) and ``num_context`` are the lower ``QUANTILE`` of their simulated sizes, so the step
+    compiles once: each target block keeps a random subset of ``num_target`` of its tokens (block sizes below it
+    are redrawn) and the context one of ``num_context`` (images with fewer redraw their positions).
+    """
+
+    def __init__(self, grid: tuple[int, int, int], config: ImageMaskConfig) -> None:
+        self.grid = _validate_grid(grid)
+        if self.grid[0] != 1:
+            raise ValueError(f"I-JEPA masks are 2D: the token grid must have one time step, got {self.grid}; "
+                             f"use model.tubelet_size = data.video.frames_per_clip")
+        self.config = config
+        self.height, self.width = self.grid[1:]
+        self.num_tokens = self.height * self.width
+        self.num_target = 0  # no lower bound on block sizes while simulating them
+        self.num_target, self.num_context = self._static_counts()
+
+    def _block(self, rng: np.random.Generator, scale, aspect_ratio) -> tuple[int, int]:
+        r = rng.random()  # one number for scale and aspect ratio, as the official code
+        keep = int(self.num_tokens * (scale[0] + r * (scale[1] - scale[0])))
+        ratio = aspect_ratio[0] + r * (aspect_ratio[1] - aspect_ratio[0])
+        h = min(int(round(math.sqrt(keep * ratio))), self.height - 1)
+        w = min(int(round(math.sqrt(keep / ratio))), self.width - 1)
+        return max(h, 1), max(w, 1)
+
+    def _sizes(self, rng: np.random.Generator) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(target (h, w), context (h, w)) of one batch, target blocks of at least num_target tokens."""
+        for _ in range(_MAX_BLOCK_SIZE_DRAWS):
+            target = self._block(rng, self.config.target_scale, self.config.aspect_ratio)
+            if target[0] * target[1] >= self.num_target:
+                return target, self._block(rng, self.config.context_scale, (1.0, 1.0))
+        raise ValueError(f"no target block of >= {self.num_target} tokens in {_MAX_BLOCK_SIZE_DRAWS} draws")
+
+    def _boxes(self, rng: np.random.Generator, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+        """Random boxes of `size` placed as the official code does: bool [*shape, H', W']."""
+        tops = rng.integers(0, max(self.height - size[0], 1), shape)
+        lefts = rng.integers(0, max(self.width - size[1], 1), shape)
+        return _covered(tops, size[0], self.height)[..., :, None] & _covered(lefts, size[1], self.width)[..., None, :]
+
+    def _draw(self, rng, batch_size, target_size, context_size):
+        targets = self._boxes(rng, target_size, (batch_size, self.config.num_targets))
+        context = self._boxes(rng, context_size, (batch_size,)) & ~targets.any(axis=1)
+        return targets, context
+
+    def _static_counts(self) -> tuple[int, int]:
+        rng = np.random.default_rng(_SIM_SEED)
+        target_sizes, context_sizes = [], []
+        for _ in range(_SIM_BLOCK_SIZES):
+            target, context = self._sizes(rng)
+            target_sizes.append(target[0] * target[1])
+            _, context_mask = self._draw(rng, _SIM_SAMPLES_PER_SIZE, target, context)
+            context_sizes.extend(context_mask.reshape(_SIM_SAMPLES_PER_SIZE, -1).sum(axis=1))
+        num_target = int(np.quantile(target_sizes, QUANTILE, method="lower"))
+        num_context = int(np.quantile(context_sizes, QUANTILE, method="lower"))
+        if num_context < 1:
+            raise ValueError(f"{self.config} leaves no context on a {self.height}x{self.width} token grid in "
+                             f"{QUANTILE:.0%} of images: lower target_scale or num_targets")
+        return num_target, num_context
+
+    def shapes(self, batch_size: int) -> tuple[tuple[int, int], tuple[int, int, int]]:
+        return (batch_size, self.num_context), (batch_size, self.config.num_targets, self.num_target)
+
+    def __call__(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples one batch: ``(context [B, Kc], targets [B, n, Kt])`` int32 flat token indices, sorted per
+        block; no target token is in the context."""
+        target_size, context_size = self._sizes(rng)
+        targets = np.zeros((batch_size, self.config.num_targets, self.height, self.width), bool)
+        context = np.zeros((batch_size, self.height, self.width), bool)
+        todo = np.arange(batch_size)
+        for _ in range(_MAX_POSITION_ROUNDS):
+            drawn_targets, drawn_context = self._draw(rng, len(todo), target_size, context_size)
+            targets[todo], context[todo] = drawn_targets, drawn_context
+            todo = todo[context[todo].reshape(len(todo), -1).sum(axis=1) < self.num_context]
+            if not len(todo):
+                break
+        else:
+            raise ValueError(f"no context of >= {self.num_context} tokens outside the targets after "
+                             f"{_MAX_POSITION_ROUNDS} placements")
+        flat_targets = targets.reshape(batch_size * self.config.num_targets, self.num_tokens)
+        keys = rng.random(flat_targets.shape)
+        target_idx = _random_subset(np.where(flat_targets, keys, np.inf), self.num_target)
+        context_keys = rng.random((batch_size, self.num_tokens))
+        context_idx = _random_subset(np.where(context.reshape(batch_size, -1), context_keys, np.inf),
+                                     self.num_context)
+        return context_idx, target_idx.reshape(batch_size, self.config.num_targets, self.num_target)

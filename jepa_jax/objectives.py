@@ -18,8 +18,11 @@ def normalize_targets(features, eps: float = 1e-5):
 
 
 def prediction_loss(prediction, target, kind: str = "l1"):
-    """Mean over all elements of |pred - target| ("l1", official loss_exp=1) or squared error ("l2"): scalar."""
+    """Mean over all elements of |pred - target| ("l1", V-JEPA's loss_exp=1), squared error ("l2") or Huber with
+    beta 1 ("smooth_l1", I-JEPA's F.smooth_l1_loss): scalar."""
     diff = prediction.astype(jnp.float32) - target.astype(jnp.float32)
+    if kind == "smooth_l1":
+        return jnp.where(jnp.abs(diff) < 1.0, 0.5 * jnp.square(diff), jnp.abs(diff) - 0.5).mean()
     return jnp.abs(diff).mean() if kind == "l1" else jnp.square(diff).mean()
 
 

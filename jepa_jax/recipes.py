@@ -141,3 +141,38 @@ def vjepa2_cooldown(size: str, crop: int, epochs: int, ipe: int, batch: int = 30
     config.train.update(steps=epochs * ipe, checkpoint_every=ipe, checkpoint_keep_every=10 * ipe)
     config.optim.update(schedule="linear_decay", lr=5.25e-4, start_lr=5.25e-4, final_lr=1e-6, warmup_steps=0)
     return config
+
+
+IMAGENET_TRAIN = "imagefolder:data/imagenet/train"
+IMAGENET_IPE = 1_281_167 // 2048  # official iterations per epoch at batch 2048
+
+
+def ijepa(size: str, patch_size: int, crop: int) -> ml_collections.ConfigDict:
+    """I-JEPA (ijepa:configs/in1k_vith14_ep300.yaml): images as one-frame clips, one context block and four target
+    blocks predicted separately, smooth-L1 loss, 300 epochs of ImageNet-1k at batch 2048.
+
+    Known differences from the official run: compute is fp32 (official: bf16 autocast); positions are our 3D
+    sin-cos table on a one-frame grid (same frequencies per spatial axis, laid out as the V-JEPA table, not the
+    I-JEPA 2D one: only matters when porting weights); mask token counts are fixed per batch shape (see
+    masks.ImageMultiBlockMasker) instead of truncated to the batch minimum.
+    """
+    config = base_config()
+    config.objective = "ema"
+    config.loss.kind = "smooth_l1"
+    config.model.update(size=size, patch_size=patch_size, tubelet_size=1, pos_embedding="sincos", remat=False,
+                        predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0))
+    config.data.source = "video"  # image files go through the video loader as one-frame clips
+    config.data.video.update(manifests=(IMAGENET_TRAIN,), frames_per_clip=1, frame_step=1, fps=0.0, crop_size=crop,
+                             scale=(0.3, 1.0), aspect_ratio=(0.75, 4 / 3), flip=0.0)
+    config.data.update(batch_size=2048, num_threads=8, prefetch=2)
+    config.masks = ml_collections.ConfigDict(dict(
+        ijepa=dict(num_targets=4, target_scale=(0.15, 0.2), context_scale=(0.85, 1.0), aspect_ratio=(0.75, 1.5)),
+    ), sort_keys=False)
+    config.ema.update(start=0.996, end=1.0)
+    config.optim.update(schedule="warmup_cosine", lr=1e-3, start_lr=2e-4, final_lr=1e-6, warmup_steps=40 * IMAGENET_IPE,
+                        weight_decay=0.04, final_weight_decay=0.4, ipe_scale=1.0, grad_clip=0.0)
+    config.train.update(steps=300 * IMAGENET_IPE, checkpoint_every=IMAGENET_IPE, checkpoint_keep=2,
+                        checkpoint_keep_every=50 * IMAGENET_IPE)
+    config.mesh.update(data=1, fsdp=-1, tensor=1)
+    config.probe.report = False
+    return config

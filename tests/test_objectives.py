@@ -71,3 +71,10 @@ def test_batch_spread_is_zero_for_identical_clips():
     x = jax.random.normal(jax.random.key(5), (1, 6, 4))
     assert float(objectives.batch_spread(jnp.repeat(x, 8, axis=0))) < 1e-6
     assert float(objectives.batch_spread(jax.random.normal(jax.random.key(6), (64, 6, 4)))) > 0.9
+
+
+def test_smooth_l1_is_huber_with_beta_1_as_torch():
+    prediction = np.array([[0.5, -2.0, 0.0, 1.0]], np.float32)
+    target = np.zeros_like(prediction)
+    expected = np.mean([0.5 * 0.25, 2.0 - 0.5, 0.0, 1.0 - 0.5])  # F.smooth_l1_loss(beta=1), mean reduction
+    assert math.isclose(float(objectives.prediction_loss(prediction, target, "smooth_l1")), expected, rel_tol=1e-6)

@@ -46,8 +46,29 @@ def load(name):
 
 
 def test_every_published_config_file_is_in_the_table():
-    files = {f for f in os.listdir(CONFIGS) if f.endswith(".py") and f != "tiny_world.py"}
+    files = {f for f in os.listdir(CONFIGS) if f.endswith(".py") and f not in ("tiny_world.py", "ijepa_vith14.py")}
     assert files == {name.partition(":")[0] for name in TABLE}
+
+
+def test_ijepa_vith14_matches_the_official_recipe():
+    """ijepa:configs/in1k_vith14_ep300.yaml (ipe = 1,281,167 // 2048 = 625)."""
+    config = load("ijepa_vith14.py")
+    config_lib.validate(config)
+    m, v, o = config.model, config.data.video, config.optim
+    assert (m.size, m.patch_size, m.tubelet_size, m.pos_embedding) == ("huge", 14, 1, "sincos")
+    assert (m.predictor.width, m.predictor.depth, m.predictor.num_heads) == (384, 12, 16)
+    assert (v.crop_size, v.frames_per_clip, tuple(v.scale), v.flip) == (224, 1, (0.3, 1.0), 0.0)
+    assert (config.data.batch_size, config.train.steps, o.warmup_steps) == (2048, 300 * 625, 40 * 625)
+    assert (o.start_lr, o.lr, o.final_lr, o.weight_decay, o.final_weight_decay, o.ipe_scale, o.grad_clip) == (
+        2e-4, 1e-3, 1e-6, 0.04, 0.4, 1.0, 0.0)
+    assert (config.ema.start, config.ema.end, config.objective, config.loss.kind) == (0.996, 1.0, "ema", "smooth_l1")
+    assert config.masks.to_dict() == {"ijepa": dict(num_targets=4, target_scale=(0.15, 0.2),
+                                                    context_scale=(0.85, 1.0), aspect_ratio=(0.75, 1.5))}
+    with nn.logical_axis_rules(()):
+        state = jax.eval_shape(lambda: nn.meta.unbox(loop.train_state_init_fn(config)()))
+    # ViT-H/16 (spec) with a 14x14x3 patch embedding instead of 2x16x16x3; predictor with I-JEPA's one mask token.
+    assert count(state.params["encoder"]) == ENCODER_PARAMS["huge"] - (2 * 16 * 16 - 14 * 14) * 3 * 1280
+    assert count(state.params["predictor"]) == PREDICTOR_PARAMS["huge"] - 384
 
 
 @pytest.mark.parametrize("name", list(TABLE))
@@ -99,11 +120,12 @@ def test_models_have_the_official_parameter_counts(name):
     assert count(state.ema_params) == ENCODER_PARAMS[config.model.size]
 
 
-@pytest.mark.parametrize("name", list(TABLE))
+@pytest.mark.parametrize("name", [*TABLE, "ijepa_vith14.py"])
 def test_dry_run_lowers_the_sharded_step_on_8_devices(name):
     config = load(name)
     text = loop.lower_train_step(config).as_text()
     # The patch-embedding kernel [t, p, p, C, D] of the encoder, its EMA copy and both Adam moments: D over fsdp.
+
     patch_kernel = 'sharding<@mesh, [{}, {}, {}, {}, {"fsdp"}]>'
     assert text.count(patch_kernel) >= 4
     assert "tf.aliasing_output" in text  # the state is donated

@@ -105,7 +105,7 @@ def abstract_batch(config, mesh) -> dict:
     batch_size, sharding = config.data.batch_size, parallel.batch_sharding(mesh)
     spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
     batch = {"video": spec((batch_size, frames, size, size, 3), np.uint8),
-             "masks": tuple((spec((batch_size, m.num_context), np.int32), spec((batch_size, m.num_target), np.int32))
+             "masks": tuple(tuple(spec(shape, np.int32) for shape in m.shapes(batch_size))
                             for m in config_lib.build_maskers(config))}
     if config.data.source == "video":
         batch["bad_files"] = spec((batch_size, len(video_lib.REASONS)), np.int32)

@@ -1,7 +1,7 @@
 """The pure train step: (TrainState, batch) -> (TrainState, metrics), jitted by the loop with shardings.
 
 A batch is {"video": uint8 [B, T, H, W, C], "masks": ((context [B, Kc], target [B, Kt]), ...)}, one index pair per
-mask config. Clips stay uint8 until here; normalisation happens on device. With config.train.grad_accum = k the
+mask config; a target [B, n, Kt] (I-JEPA) holds n blocks, each predicted separately from the same context. Clips stay uint8 until here; normalisation happens on device. With config.train.grad_accum = k the
 batch is split into k micro-batches whose gradients are averaged before one update, which equals one step on the
 whole batch for the prediction loss (SIGReg's batch statistic is then taken per micro-batch).
 """
@@ -45,12 +45,18 @@ def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int,
         losses, contexts, cosines = [], [], []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = encode(params["encoder"], video, keep=context_idx)
+            contexts.append(context.reshape(-1, context.shape[-1]))
+            clip_targets = targets
+            if target_idx.ndim == 3:  # [B, n, Kt]: n blocks, each predicted on its own from the context (I-JEPA)
+                blocks = target_idx.shape[1]
+                context, context_idx, clip_targets = (jnp.repeat(x, blocks, axis=0)
+                                                      for x in (context, context_idx, targets))
+                target_idx = target_idx.reshape(-1, target_idx.shape[-1])
             prediction = predictor.apply({"params": params["predictor"]}, context, context_idx, target_idx, grid,
                                          mask_index=mask_index)
-            target = vit.gather_tokens(targets, target_idx)
+            target = vit.gather_tokens(clip_targets, target_idx)
             losses.append(objectives.prediction_loss(prediction, target, config.loss.kind))
             cosines.append(metrics_lib.mean_cosine(prediction, target))
-            contexts.append(context.reshape(-1, context.shape[-1]))
             metrics[f"loss_{mask_names[mask_index]}"] = losses[-1]
         loss = sum(losses) / len(losses)
         metrics["prediction_loss"] = loss
