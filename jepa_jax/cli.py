@@ -114,7 +114,7 @@ def _main(argv) -> None:
     if argv[1] == "train":
         summary = loop.train(config, workdir)
         loop.save_summary(summary, workdir)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
+        print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()}))
         if not config.probe.report or summary["preempted_at"] is not None:
             return  # preempted: the checkpoint is written; `train` again resumes
     if config.data.source != "balls":

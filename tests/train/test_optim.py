@@ -39,9 +39,9 @@ def test_weight_decay_skips_biases_and_1d_params():
 
 
 def test_optimizer_exposes_current_hyperparams():
-    config = ml_collections.ConfigDict(dict(lr=1e-3, start_lr=0.0, final_lr=0.0, warmup_steps=10, weight_decay=0.04,
-                                            final_weight_decay=0.4, ipe_scale=1.25, b1=0.9, b2=0.999, eps=1e-8,
-                                            grad_clip=1.0))
+    config = ml_collections.ConfigDict(dict(schedule="warmup_cosine", lr=1e-3, start_lr=0.0, final_lr=0.0,
+                                            warmup_steps=10, weight_decay=0.04, final_weight_decay=0.4,
+                                            ipe_scale=1.25, b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
     tx = optim.make_optimizer(config, total_steps=100)
     params = {"w": jnp.ones((2, 2))}
     state = tx.init(params)
