@@ -93,7 +93,7 @@ def _main(argv) -> None:
     if len(argv) != 2 or argv[1] not in VERBS:
         raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS)}}} --config FILE --workdir DIR "
                              f"(got {' '.join(argv[1:]) or 'no verb'})")
-    config_path = config_flags.get_config_filename(flags.FLAGS["config"])
+    config_path = config_flags.get_config_filename(flags.FLAGS["config"]) if flags.FLAGS["config"].present else None
     if (config_path is None and not _RERUN.value) or _WORKDIR.value is None:
         raise app.UsageError("--config (or train --rerun DIR) and --workdir are required")
     if config_path is not None and not os.path.isfile(config_path.split(":")[0]):

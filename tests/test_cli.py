@@ -122,3 +122,11 @@ def test_dry_run_prints_mesh_parameter_counts_and_bytes_without_training(tmp_pat
     state_floats = 4 * summary["encoder_params"] + 3 * summary["predictor_params"]  # + EMA copy and Adam moments
     assert 4 * state_floats / 8 <= summary["state_bytes_per_device"] <= 1.15 * 4 * state_floats / 8
     assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_rerun_needs_no_config_file_and_refuses_a_folder_without_one(tmp_path):
+    result = jepa_jax("train", "--rerun", str(tmp_path), workdir=tmp_path / "again")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"jepa-jax: error: {tmp_path}/config.json does not exist: --rerun needs a run directory written by "
+        f"`jepa-jax train`")
