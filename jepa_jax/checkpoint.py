@@ -119,4 +119,3 @@ def parse_init_from(spec: str) -> tuple[str, int]:
 def abstract_like(tree):
     """ShapeDtypeStructs (with shardings) of a live tree: the restore target for `Checkpointer.restore`."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
-

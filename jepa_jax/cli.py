@@ -104,8 +104,8 @@ def _main(argv) -> None:
     from jepa_jax import parallel  # pylint: disable=g-import-not-at-top
     from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
     from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
     config = config_lib.load_run(_RERUN.value) if _RERUN.value else _CONFIG.value
     workdir = _WORKDIR.value
     if argv[1] == "train" and _DRY_RUN.value:
@@ -115,13 +115,11 @@ def _main(argv) -> None:
         summary = loop.train(config, workdir)
         loop.save_summary(summary, workdir)
         print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()}))
-        if not config.probe.report or summary["preempted_at"] is not None:
-            return  # preempted: the checkpoint is written; `train` again resumes
-    if config.data.source != "balls":
-        if argv[1] == "report":
-            raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
-                             f"{config.data.source!r} has no ground-truth states to probe")
-        return
+        if not report.wanted_after_training(config, summary):
+            return  # no probes asked for, not the built-in world, or preempted (`train` again resumes)
+    elif config.data.source != "balls":
+        raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
+                         f"{config.data.source!r} has no ground-truth states to probe")
     result = report.world_report(loop.build_run(config), workdir)
     with open(result["paths"]["report.md"], encoding="utf-8") as f:
         print(f.read())
@@ -143,8 +141,7 @@ def _unknown_key_message(argv: list[str]) -> str | None:
     spec = _config_file_arg(argv)
     if spec is None:
         return None
-    path, _, arg = spec.partition(":")
-    config = config_lib.load(path, arg or None)
+    config = config_lib.load_spec(spec)
     for override in argv[1:]:
         if override.startswith("--config."):
             message = config_lib.missing_key(config, override[len("--config."):].split("=")[0])

@@ -34,6 +34,12 @@ def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
     return module.get_config(arg) if arg is not None else module.get_config()
 
 
+def load_spec(spec: str) -> ml_collections.ConfigDict:
+    """Load a config from "path[:arg]", the form --config and sweep files use."""
+    path, _, arg = spec.partition(":")
+    return load(path, arg or None)
+
+
 def override(config: ml_collections.ConfigDict, dotted_key: str, value) -> None:
     """config.<dotted_key> = value (what `--config.a.b=value` does); one-line error for an unknown field."""
     message = missing_key(config, dotted_key)

@@ -51,12 +51,23 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
+def _axes(entry) -> tuple[str, ...]:
+    """The mesh axes of one PartitionSpec entry (None, an axis name or a tuple of them)."""
+    return (entry,) if isinstance(entry, str) else tuple(entry or ())
+
+
 def _drop_trivial_axes(spec: P, mesh: Mesh) -> P:
     """Remove mesh axes of size 1 from a PartitionSpec (under pure DP every parameter reads P())."""
     def keep(entry):
-        axes = tuple(a for a in ((entry,) if isinstance(entry, str) else entry or ()) if mesh.shape[a] > 1)
+        axes = tuple(a for a in _axes(entry) if mesh.shape[a] > 1)
         return None if not axes else axes[0] if len(axes) == 1 else axes
     return P(*(keep(e) for e in spec))
+
+
+def _unboxed(boxed_tree):
+    """The values inside logical-partitioning boxes (works on abstract trees, unlike nn.meta.unbox)."""
+    return jax.tree.map(lambda x: x.value if isinstance(x, nn.meta.AxisMetadata) else x, boxed_tree,
+                        is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
 
 
 def logical_shardings(boxed_tree, mesh: Mesh, rules=RULES):
@@ -66,16 +77,13 @@ def logical_shardings(boxed_tree, mesh: Mesh, rules=RULES):
                         is_leaf=lambda x: isinstance(x, P))
 
 
-def check_divisible(boxed_tree, mesh: Mesh, rules=RULES) -> None:
+def check_divisible(boxed_tree, shardings, mesh: Mesh) -> None:
     """One-line ValueError naming the first parameter whose dimension does not split over its mesh axes."""
-    shardings = logical_shardings(boxed_tree, mesh, rules)
-    values = jax.tree.map(lambda x: x.value if isinstance(x, nn.meta.AxisMetadata) else x, boxed_tree,
-                          is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
-    leaves = jax.tree_util.tree_leaves_with_path(values)
+    leaves = jax.tree_util.tree_leaves_with_path(_unboxed(boxed_tree))
     names = jax.tree.leaves(nn.get_partition_spec(boxed_tree), is_leaf=lambda x: isinstance(x, P))
     for (path, leaf), sharding, logical in zip(leaves, jax.tree.leaves(shardings), names):
         for dim, (size, entry) in enumerate(zip(leaf.shape, sharding.spec)):
-            axes = (entry,) if isinstance(entry, str) else entry or ()
+            axes = _axes(entry)
             parts = math.prod(mesh.shape[a] for a in axes)
             if size % parts:
                 raise ValueError(
@@ -101,9 +109,19 @@ def plan_shardings(init_fn: Callable[[], Any], mesh: Mesh, rules=RULES):
 
     Call under `jax.set_mesh(mesh)` and `nn.logical_axis_rules(rules)`.
     """
+    return jax.tree.map(lambda x: x.sharding, abstract_sharded(init_fn, mesh, rules))
+
+
+def abstract_sharded(init_fn: Callable[[], Any], mesh: Mesh, rules=RULES):
+    """ShapeDtypeStructs, with their shardings, of the unboxed tree `init_fn` returns; checks divisibility.
+
+    Call under `jax.set_mesh(mesh)` and `nn.logical_axis_rules(rules)`.
+    """
     abstract = jax.eval_shape(init_fn)
-    check_divisible(abstract, mesh, rules)
-    return logical_shardings(abstract, mesh, rules)
+    shardings = logical_shardings(abstract, mesh, rules)
+    check_divisible(abstract, shardings, mesh)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), _unboxed(abstract),
+                        shardings)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

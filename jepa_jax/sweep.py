@@ -39,7 +39,7 @@ def expand(spec: dict, path: str = "sweep") -> list[dict]:
         varied = [dict(run) for run in spec["runs"]]
     if not varied:
         raise ValueError(f"{path}: the sweep expands to zero runs: give at least one value per grid field")
-    base = config_lib.load(*_config_path(spec["config"]))
+    base = config_lib.load_spec(spec["config"])
     for field in {**spec.get("fixed", {}), **{k: v for run in varied for k, v in run.items()}}:
         message = config_lib.missing_key(base, field)
         if message:
@@ -48,13 +48,8 @@ def expand(spec: dict, path: str = "sweep") -> list[dict]:
              "overrides": {**spec.get("fixed", {}), **run}} for run in varied]
 
 
-def _config_path(spec: str) -> tuple[str, str | None]:
-    path, _, arg = spec.partition(":")
-    return path, arg or None
-
-
 def run_config(spec: dict, overrides: dict):
-    config = config_lib.load(*_config_path(spec["config"]))
+    config = config_lib.load_spec(spec["config"])
     for field, value in overrides.items():
         config_lib.override(config, field, value)
     return config
@@ -95,13 +90,14 @@ def run_sweep(path: str, out_dir: str, print_commands: bool = False) -> list[dic
         print(f"[{index + 1}/{len(runs)}] {run['name']}")
         config = run_config(spec, run["overrides"])
         summary = loop.train(config, workdir)
-        if config.probe.report and config.data.source == "balls" and summary["preempted_at"] is None:
+        if report.wanted_after_training(config, summary):
             report.world_report(loop.build_run(config), workdir)
         loop.save_summary(summary, workdir)
     if print_commands:
         return []
-    rows = collect(runs, out_dir, spec.get("report", ("loss",)))
-    write_results(rows, spec, out_dir)
+    metrics = tuple(spec.get("report", ("loss",)))
+    rows = collect(runs, out_dir, metrics)
+    write_results(rows, metrics, out_dir)
     return rows
 
 
@@ -124,8 +120,7 @@ def collect(runs: list[dict], out_dir: str, metrics: tuple[str, ...]) -> list[di
     return rows
 
 
-def write_results(rows: list[dict], spec: dict, out_dir: str) -> None:
-    metrics = list(spec.get("report", ("loss",)))
+def write_results(rows: list[dict], metrics: tuple[str, ...], out_dir: str) -> None:
     fields = list(rows[0])
     with open(os.path.join(out_dir, "results.csv"), "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -137,7 +132,7 @@ def write_results(rows: list[dict], spec: dict, out_dir: str) -> None:
                                        for k in fields[1:]) + " |")
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    _plot(rows, [f for f in fields[1:] if f not in metrics], metrics, os.path.join(out_dir, "results.png"))
+    _plot(rows, [f for f in fields[1:] if f not in metrics], list(metrics), os.path.join(out_dir, "results.png"))
 
 
 def _plot(rows, varied: list[str], metrics: list[str], path: str) -> None:

@@ -35,8 +35,8 @@ def time_variant(config, steps: int, checkpoint_every: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         summary = loop.train(config, workdir)
     return {"steps_per_s": summary["steps_per_s"], "step_time_s": 1.0 / summary["steps_per_s"],
-            "save_blocking_s_per_step": summary["checkpoint_blocking_s"] / steps, "compile_s": summary["compile_s"], "flops_per_step_per_device": summary["flops_per_step_per_device"],
-            "mfu": summary["mfu"]}
+            "save_blocking_s_per_step": summary["checkpoint_blocking_s"] / steps, "compile_s": summary["compile_s"],
+            "flops_per_step_per_device": summary["flops_per_step_per_device"], "mfu": summary["mfu"]}
 
 
 def main(argv) -> None:

@@ -21,6 +21,11 @@ def backbone_params(state, objective: str):
     return state.ema_params if objective == "ema" else state.params["encoder"]
 
 
+def wanted_after_training(config, summary: dict) -> bool:
+    """A finished training run gets the probe report if it asks for one and trained on the built-in world."""
+    return config.probe.report and config.data.source == "balls" and summary["preempted_at"] is None
+
+
 def world_report(run, workdir: str) -> dict:
     """Probe the run's checkpoints at the probe steps; write report.md, report.json, report.png.
 

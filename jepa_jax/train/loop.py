@@ -62,63 +62,81 @@ def check_batch_split(config, mesh) -> None:
                          f"mesh size {replicas} x config.train.grad_accum={config.train.grad_accum}")
 
 
-def train_state_init_fn(config):
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """The config's models, optimizer and maskers, built once and shared by init, the step and the evaluations."""
+    encoder: object
+    predictor: object
+    optimizer: object
+    maskers: list
+    grid: tuple
+
+    @classmethod
+    def build(cls, config) -> "Components":
+        return cls(config_lib.build_encoder(config), config_lib.build_predictor(config),
+                   optim.make_optimizer(config.optim, config.train.steps), config_lib.build_maskers(config),
+                   config_lib.token_grid(config))
+
+
+def train_state_init_fn(config, parts: Components | None = None):
     """A function () -> TrainState with logical boxes (for parallel.init_sharded / plan_shardings)."""
-    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
-    maskers, grid = config_lib.build_maskers(config), config_lib.token_grid(config)
-    optimizer = optim.make_optimizer(config.optim, config.train.steps)
+    parts = parts or Components.build(config)
     frames, size = config_lib.clip_shape(config)
     sample_video = np.zeros((1, frames, size, size, 3), np.float32)
     sample_masks = tuple((np.zeros((1, m.num_context), np.int32), np.zeros((1, m.num_target), np.int32))
-                         for m in maskers)
+                         for m in parts.maskers)
     key = jax.random.key(config.seed)
-    return lambda: state_lib.init_train_state(key, encoder, predictor, optimizer, sample_video, sample_masks, grid,
-                                              use_ema=config.objective == "ema")
+    return lambda: state_lib.init_train_state(key, parts.encoder, parts.predictor, parts.optimizer, sample_video,
+                                              sample_masks, parts.grid, use_ema=config.objective == "ema")
 
 
-def jit_train_step(config, mesh, state_shardings):
+def jit_train_step(config, parts: Components, mesh, state_shardings):
     """The train step jitted with in/out shardings and state donation (not yet compiled)."""
-    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
-    optimizer = optim.make_optimizer(config.optim, config.train.steps)
-    step_fn = step_lib.make_train_step(config, encoder, predictor, optimizer, config_lib.token_grid(config),
+    step_fn = step_lib.make_train_step(config, parts.encoder, parts.predictor, parts.optimizer, parts.grid,
                                        list(config.masks.keys()))
     return jax.jit(step_fn, in_shardings=(state_shardings, parallel.batch_sharding(mesh)),
                    out_shardings=(state_shardings, None), donate_argnums=0)
 
 
-def build_run(config, devices=None) -> Run:
-    """Validate the config, build the mesh (over `devices`, default all), models and a born-sharded train state,
-    and jit the step. Every config or mesh mismatch fails here, before compiling."""
+def _validated_mesh(config, devices):
     config_lib.validate(config)
     mesh = parallel.make_mesh(config.mesh, devices)
     check_batch_split(config, mesh)
-    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
-    maskers, grid = config_lib.build_maskers(config), config_lib.token_grid(config)
-    state, shardings = parallel.init_sharded(train_state_init_fn(config), mesh)
-    return Run(config, mesh, encoder, predictor, maskers, grid, state, shardings,
-               jit_train_step(config, mesh, shardings))
+    return mesh
 
 
-def abstract_batch(config, mesh) -> dict:
+def build_run(config, devices=None) -> Run:
+    """Validate the config, build the mesh (over `devices`, default all), models and a born-sharded train state,
+    and jit the step. Every config or mesh mismatch fails here, before compiling."""
+    mesh = _validated_mesh(config, devices)
+    parts = Components.build(config)
+    state, shardings = parallel.init_sharded(train_state_init_fn(config, parts), mesh)
+    return Run(config, mesh, parts.encoder, parts.predictor, parts.maskers, parts.grid, state, shardings,
+               jit_train_step(config, parts, mesh, shardings))
+
+
+def abstract_batch(config, maskers, mesh) -> dict:
     """ShapeDtypeStructs (sharded over data x fsdp) of one global batch of this config."""
     frames, size = config_lib.clip_shape(config)
     batch_size, sharding = config.data.batch_size, parallel.batch_sharding(mesh)
     spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
     batch = {"video": spec((batch_size, frames, size, size, 3), np.uint8),
-             "masks": tuple(tuple(spec(shape, np.int32) for shape in m.shapes(batch_size))
-                            for m in config_lib.build_maskers(config))}
+             "masks": tuple(tuple(spec(shape, np.int32) for shape in m.shapes(batch_size)) for m in maskers)}
     if config.data.source == "video":
         batch["bad_files"] = spec((batch_size, len(video_lib.REASONS)), np.int32)
     return batch
 
 
-def abstract_train_state(config, mesh):
-    """ShapeDtypeStructs with shardings of the TrainState on `mesh` (nothing allocated; divisibility checked)."""
-    init_fn = train_state_init_fn(config)
+def _lower(config, devices):
+    """(lowered train step, abstract state with shardings, mesh) without allocating the model or the batch."""
+    mesh = _validated_mesh(config, devices)
+    parts = Components.build(config)
     with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
-        shardings = parallel.plan_shardings(init_fn, mesh)
-        shapes = jax.eval_shape(lambda: nn.meta.unbox(init_fn()))
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
+        state = parallel.abstract_sharded(train_state_init_fn(config, parts), mesh)
+        shardings = jax.tree.map(lambda x: x.sharding, state)
+        lowered = jit_train_step(config, parts, mesh, shardings).lower(state, abstract_batch(config, parts.maskers,
+                                                                                             mesh))
+    return lowered, state, mesh
 
 
 def lower_train_step(config, devices=None):
@@ -127,20 +145,12 @@ def lower_train_step(config, devices=None):
     Nothing of the model's or the batch's size is allocated; returns the jax.stages.Lowered (call .compile() for
     XLA's memory analysis on the real target). Config and mesh errors surface exactly as in a real run.
     """
-    config_lib.validate(config)
-    mesh = parallel.make_mesh(config.mesh, devices)
-    check_batch_split(config, mesh)
-    state = abstract_train_state(config, mesh)
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
-        return jit_train_step(config, mesh, shardings).lower(state, abstract_batch(config, mesh))
+    return _lower(config, devices)[0]
 
 
 def dry_run(config, devices=None) -> dict:
     """Lower the train step (see lower_train_step) and summarise: mesh, parameter counts, state bytes per device."""
-    lowered = lower_train_step(config, devices)
-    mesh = parallel.make_mesh(config.mesh, devices)
-    state = abstract_train_state(config, mesh)
+    lowered, state, mesh = _lower(config, devices)
     size = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
     per_device = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
                      for x in jax.tree.leaves(state))
@@ -303,9 +313,8 @@ class StepLogger:
             self.checkpointer.wait()
             raise FloatingPointError(
                 f"loss is {scalars['loss']} (grad norm {scalars['grad_norm']}) at step {step}; stopped with the "
-                f"last good checkpoint (step "
-                f"{self.checkpointer.latest_step()}) kept: lower config.optim.lr, check the data, or set "
-                f"--config.train.on_nonfinite=skip")
+                f"last good checkpoint (step {self.checkpointer.latest_step()}) kept: lower config.optim.lr, "
+                f"check the data, or set --config.train.on_nonfinite=skip")
         if self.budget is not None:
             scalars.update(self.budget.update(scalars))
         self.progress.update({"loss": scalars["loss"], "spread": scalars["target_spread"]})

@@ -103,10 +103,9 @@ def test_fsdp_base_model_state_per_device_is_an_eighth(smoke_config):
     mesh = parallel.make_mesh(config.mesh)
     init_fn = loop.train_state_init_fn(config)
     with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
-        shardings = parallel.plan_shardings(init_fn, mesh)
-        abstract = jax.eval_shape(lambda: nn.meta.unbox(init_fn()))
+        abstract = parallel.abstract_sharded(init_fn, mesh)
+        shardings = jax.tree.map(lambda x: x.sharding, abstract)
         compiled = jax.jit(lambda: nn.meta.unbox(init_fn()), out_shardings=shardings).lower().compile()
-    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
     total, per_device = state_bytes(abstract, False), state_bytes(abstract, True)
     assert total > 4 * 4 * 86e6  # params + EMA + two Adam moments of an 86M-parameter encoder, fp32
     assert per_device <= 1.15 * total / 8, (per_device, total)
