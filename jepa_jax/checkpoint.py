@@ -56,15 +56,19 @@ class Checkpointer:
         """True at the step all hosts agreed to checkpoint at after a preemption notice (multi-process only)."""
         return self.manager.reached_preemption(step)
 
-    def check_compatible(self, step: int, abstract_state) -> None:
-        """One-line ValueError if checkpoint `step` holds a differently shaped state (another model or config)."""
-        where = os.path.join(self.directory, str(step))
+    def _state_metadata(self, step: int):
+        """Shapes and dtypes of the stored TrainState of `step` (nothing is read but metadata)."""
         verbosity = logging.get_verbosity()
         logging.set_verbosity(logging.ERROR)  # Orbax warns that an item folder has no step metadata of its own
         try:
-            stored = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata
+            return ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step), "state")).item_metadata
         finally:
             logging.set_verbosity(verbosity)
+
+    def check_compatible(self, step: int, abstract_state) -> None:
+        """One-line ValueError if checkpoint `step` holds a differently shaped state (another model or config)."""
+        where = os.path.join(self.directory, str(step))
+        stored = self._state_metadata(step)
         name = lambda path: jax.tree_util.keystr(path, simple=True, separator=".")
         wanted = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)}
         stored_shapes = {name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(stored)}
@@ -86,6 +90,20 @@ class Checkpointer:
         if data_iter is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+    def restore_params(self, step: int, device=None) -> dict:
+        """Only the model weights of checkpoint `step`, on one device (default the first): {"params": {"encoder",
+        "predictor"}, "ema_params": target encoder or None}. The optimizer state is not read."""
+        stored = self._state_metadata(step)
+        wanted = {k: stored[k] for k in ("params", "ema_params") if stored[k] is not None}
+        sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), wanted)
+        restored = ocp.PyTreeCheckpointer().restore(
+            os.path.join(self.directory, str(step), "state"),
+            args=ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
+                                        restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding),
+                                                                  abstract)))
+        return {"params": restored["params"], "ema_params": restored.get("ema_params")}
 
     def restore_config(self, step: int) -> dict:
         """The resolved config the checkpoint was written with (a plain dict)."""

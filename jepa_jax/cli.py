@@ -15,6 +15,12 @@
       -> jepa_jax.data.inspect.inspect_manifest(...): summary + contact_sheet.png
   jepa-jax data pack MANIFEST --out DIR [--frames 16 --fps 4 --short_side 256 --shards 8]
       -> jepa_jax.data.packed.pack_manifest(...): ArrayRecord shards of decoded clips
+  jepa-jax export --run DIR [--step N] --out OUT --format {native,fair,hf} [--groups ...] [--encoder auto]
+      -> jepa_jax.export.export(...): safetensors + config.json + model card, official layout, or Hugging Face
+  jepa-jax import --from {fair,hf} --src PATH --out DIR [--arch vjepa2_vitl16]
+      -> jepa_jax.export.import_weights(...): official or Hugging Face weights as a native folder
+  jepa-jax extract --model DIR --data MANIFEST --out FILE.npy|.safetensors [--pool mean|tokens]
+      -> jepa_jax.pretrained.extract(...): features of every clip, with a progress bar
 """
 
 import json
@@ -25,12 +31,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 VERBS = ("train", "report", "data", "sweep")
+EXCHANGE_VERBS = ("export", "import", "extract")
 DATA_VERBS = ("inspect", "pack")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, metrics, checkpoints, report.")
-_OUT = flags.DEFINE_string("out", None, "data inspect/pack: output folder.")
+_OUT = flags.DEFINE_string("out", None, "data inspect/pack, export, import: output folder; extract: output file.")
 _FRAMES = flags.DEFINE_integer("frames", 16, "data inspect/pack: frames per clip.")
 _FPS = flags.DEFINE_float("fps", 4.0, "data inspect/pack: target frame rate (V-JEPA 2); 0 to use --frame_step.")
 _FRAME_STEP = flags.DEFINE_integer("frame_step", 0, "data inspect/pack: source frames between sampled frames.")
@@ -48,6 +55,20 @@ _PRINT_COMMANDS = flags.DEFINE_bool("print_commands", False, "sweep: print one `
                                     "(for a cluster) instead of running them here.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "train: only build the sharded state abstractly and lower the step "
                              "on the config's mesh (no allocation); print mesh, parameter counts, bytes per device.")
+_RUN = flags.DEFINE_string("run", None, "export: a run directory, or an export/import folder.")
+_STEP = flags.DEFINE_integer("step", None, "export, extract: checkpoint step of a run (default: the newest).")
+_FORMAT = flags.DEFINE_string("format", "native", "export: native (safetensors + config.json + model card), fair "
+                              "(official V-JEPA layout) or hf (transformers VJEPA2Model).")
+_GROUPS = flags.DEFINE_list("groups", ["encoder", "target_encoder", "predictor"], "export: weight groups to write.")
+_ENCODER = flags.DEFINE_string("encoder", "auto", "export hf, extract: which encoder: auto (the EMA target encoder "
+                               "when there is one), target or online.")
+_FROM = flags.DEFINE_string("from", None, "import: fair (official .pt / .pth.tar / safetensors) or hf (folder).")
+_SRC = flags.DEFINE_string("src", None, "import: the checkpoint file or Hugging Face folder.")
+_ARCH = flags.DEFINE_string("arch", None, "import fair: architecture when it cannot be detected, e.g. vjepa2_vitl16.")
+_MODEL = flags.DEFINE_string("model", None, "extract: an export/import folder or a run directory.")
+_DATA = flags.DEFINE_string("data", None, "extract: a manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
+_POOL = flags.DEFINE_string("pool", "mean", "extract: mean ([M, D]) or tokens ([M, N, D]).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "extract: clips per forward pass.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
@@ -83,7 +104,32 @@ def _sweep(argv) -> None:
             print(f.read())
 
 
+def _exchange(argv) -> None:
+    """`jepa-jax export|import|extract ...`: prints a JSON summary."""
+    required = {"export": (("run", _RUN), ("out", _OUT)), "import": (("from", _FROM), ("src", _SRC), ("out", _OUT)),
+                "extract": (("model", _MODEL), ("data", _DATA), ("out", _OUT))}[argv[1]]
+    missing = [f"--{name}" for name, flag in required if not flag.value]
+    if len(argv) != 2 or missing:
+        raise app.UsageError(f"jepa-jax {argv[1]}: {' '.join(missing) or 'no positional arguments'} "
+                             f"{'required' if missing else 'expected'}; see jepa-jax --help")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from jepa_jax import export, pretrained  # pylint: disable=g-import-not-at-top
+    if argv[1] == "export":
+        summary = export.export(_RUN.value, _OUT.value, _FORMAT.value, step=_STEP.value, groups=_GROUPS.value,
+                                encoder=_ENCODER.value)
+    elif argv[1] == "import":
+        summary = export.import_weights(_FROM.value, _SRC.value, _OUT.value, arch=_ARCH.value)
+    else:
+        summary = pretrained.extract(_MODEL.value, _DATA.value, _OUT.value, pool=_POOL.value,
+                                     batch_size=_BATCH_SIZE.value, step=_STEP.value, encoder=_ENCODER.value)
+    print(json.dumps(summary))
+
+
 def _main(argv) -> None:
+    if len(argv) >= 2 and argv[1] in EXCHANGE_VERBS:
+        _exchange(argv)
+        return
     if len(argv) >= 2 and argv[1] == "data":
         _data(argv)
         return
@@ -91,7 +137,7 @@ def _main(argv) -> None:
         _sweep(argv)
         return
     if len(argv) != 2 or argv[1] not in VERBS:
-        raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS)}}} --config FILE --workdir DIR "
+        raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS + EXCHANGE_VERBS)}}} ... "
                              f"(got {' '.join(argv[1:]) or 'no verb'})")
     config_path = config_flags.get_config_filename(flags.FLAGS["config"]) if flags.FLAGS["config"].present else None
     if (config_path is None and not _RERUN.value) or _WORKDIR.value is None:

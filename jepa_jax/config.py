@@ -67,7 +67,12 @@ def load_run(run_dir: str) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist: --rerun needs a run directory written by `jepa-jax train`")
     with open(path, encoding="utf-8") as f:
-        fields = _tuples(json.load(f))
+        return from_dict(json.load(f))
+
+
+def from_dict(fields: dict) -> ml_collections.ConfigDict:
+    """A resolved config from its JSON form (config.json, or the copy inside a checkpoint)."""
+    fields = _tuples(fields)
     masks = fields.pop("masks")
     config = ml_collections.ConfigDict(fields)
     config.masks = ml_collections.ConfigDict(masks, sort_keys=False)  # JSON order = mask-token order
@@ -95,10 +100,20 @@ def _positive(value, field: str) -> None:
         raise ValueError(f"config.{field}={value!r} must be a positive integer")
 
 
+def _validate_custom_size(custom) -> None:
+    for name in ("width", "depth", "num_heads", "mlp_dim"):
+        _positive(custom[name], f"model.custom.{name}")
+    if custom.width % custom.num_heads:
+        raise ValueError(f"config.model.custom.width={custom.width} must be divisible by "
+                         f"config.model.custom.num_heads={custom.num_heads}")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError (one line: field, bad value, valid values) for anything that cannot run."""
     _choice(config.objective, "objective", OBJECTIVES)
-    _choice(config.model.size, "model.size", sorted(vit.SIZES))
+    _choice(config.model.size, "model.size", sorted(vit.SIZES) + ["custom"])
+    if config.model.size == "custom":
+        _validate_custom_size(config.model.custom)
     _choice(config.model.pos_embedding, "model.pos_embedding", POS_EMBEDDINGS)
     _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
     _choice(config.loss.kind, "loss.kind", LOSSES)
@@ -122,6 +137,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          f"config.model.predictor.num_heads={config.model.predictor.num_heads}")
     if not config.masks:
         raise ValueError("config.masks is empty: give at least one mask config, e.g. short_range")
+    if not isinstance(config.model.predictor.num_mask_tokens, int) or config.model.predictor.num_mask_tokens < 0:
+        raise ValueError(f"config.model.predictor.num_mask_tokens={config.model.predictor.num_mask_tokens!r} must "
+                         f"be 0 (one per mask config) or a positive integer")
     if config.model.pos_embedding == "rope" and posemb.rope_axis_dim(
             config.model.predictor.width // config.model.predictor.num_heads) == 0:
         raise ValueError("config.model.predictor: head dim width/num_heads must be >= 6 for 3D RoPE")
@@ -179,15 +197,26 @@ def build_maskers(config) -> list:
     return maskers
 
 
+def encoder_size(config) -> vit.ViTSize:
+    """The encoder's dimensions: a named size, or config.model.custom for size="custom"."""
+    m = config.model
+    return vit.ViTSize(**m.custom) if m.size == "custom" else vit.get_size(m.size)
+
+
+def num_mask_tokens(config) -> int:
+    """Learned predictor mask tokens: config.model.predictor.num_mask_tokens, or one per mask config if 0."""
+    return config.model.predictor.num_mask_tokens or len(config.masks)
+
+
 def build_encoder(config) -> vit.VisionTransformer:
     m = config.model
-    return vit.VisionTransformer(size=m.size, patch_size=m.patch_size, tubelet_size=m.tubelet_size,
+    return vit.VisionTransformer(size=encoder_size(config), patch_size=m.patch_size, tubelet_size=m.tubelet_size,
                                  pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)
 
 
 def build_predictor(config) -> predictor.Predictor:
     m = config.model
-    return predictor.Predictor(embed_dim=vit.get_size(m.size).width, width=m.predictor.width,
+    return predictor.Predictor(embed_dim=encoder_size(config).width, width=m.predictor.width,
                                depth=m.predictor.depth, num_heads=m.predictor.num_heads,
-                               mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=len(config.masks),
+                               mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=num_mask_tokens(config),
                                pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)

@@ -28,7 +28,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.objective = "sigreg"  # "sigreg" (EMA-free) or "ema" (V-JEPA)
     config.model = dict(
         size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat", remat=False,
-        predictor=dict(width=64, depth=2, num_heads=4, mlp_ratio=4.0),
+        # size="custom": the encoder dimensions below (e.g. an imported checkpoint's); otherwise unused.
+        custom=dict(width=0, depth=0, num_heads=0, mlp_dim=0),
+        # num_mask_tokens=0: one learned mask token per mask config (V-JEPA); imported V-JEPA 2 weights have 10.
+        predictor=dict(width=64, depth=2, num_heads=4, mlp_ratio=4.0, num_mask_tokens=0),
     )
     config.data = dict(
         source="balls",
@@ -101,7 +104,7 @@ def vjepa1(size: str, crop: int) -> ml_collections.ConfigDict:
     config = _published_video_run(base_config(), size=size, crop=crop, frames=16, batch=3072 if crop == 224 else 2400,
                                   steps=300 * OFFICIAL_IPE, seed=234)
     config.model.update(pos_embedding="sincos", remat=False,
-                        predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0))
+                        predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.video.update(frame_step=4, fps=0.0)
     config.ema.update(start=0.998, end=1.0)
     config.optim.update(schedule="warmup_cosine", lr=6.25e-4, start_lr=2e-4, final_lr=1e-6,
@@ -122,7 +125,7 @@ def vjepa2(size: str, epochs: int) -> ml_collections.ConfigDict:
     config = _published_video_run(base_config(), size=size, crop=256, frames=16, batch=3072,
                                   steps=epochs * OFFICIAL_IPE, seed=239)
     config.model.update(pos_embedding="rope", remat=True,
-                        predictor=dict(width=384, depth=12, num_heads=12, mlp_ratio=4.0))
+                        predictor=dict(width=384, depth=12, num_heads=12, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.video.update(frame_step=0, fps=4.0, weights=VIDEOMIX22M_WEIGHTS)
     config.ema.update(start=0.99925, end=0.99925)
     config.optim.update(schedule="warmup_cosine", lr=5.25e-4, start_lr=1e-4, final_lr=5.25e-4,
@@ -160,7 +163,7 @@ def ijepa(size: str, patch_size: int, crop: int) -> ml_collections.ConfigDict:
     config.objective = "ema"
     config.loss.kind = "smooth_l1"
     config.model.update(size=size, patch_size=patch_size, tubelet_size=1, pos_embedding="sincos", remat=False,
-                        predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0))
+                        predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.source = "video"  # image files go through the video loader as one-frame clips
     config.data.video.update(manifests=(IMAGENET_TRAIN,), frames_per_clip=1, frame_step=1, fps=0.0, crop_size=crop,
                              scale=(0.3, 1.0), aspect_ratio=(0.75, 4 / 3), flip=0.0)

@@ -5,12 +5,22 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import importlib  # pylint: disable=g-import-not-at-top
+
 import pytest  # pylint: disable=g-import-not-at-top
 
 from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_WORLD = os.path.join(REPO, "experiments", "configs", "tiny_world.py")
+
+
+def require(module: str):
+    """Import an optional extra (e.g. torch): skipped where it is not installed, but a failure when
+    JEPA_JAX_REQUIRE_EXTRAS=1 (CI installs every extra, so a missing one must not pass as a skip)."""
+    if os.environ.get("JEPA_JAX_REQUIRE_EXTRAS") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
 
 
 @pytest.fixture

@@ -40,8 +40,10 @@ SIZES = {
 }
 
 
-def get_size(name: str) -> ViTSize:
-    """Size by name; one-line error listing the valid names."""
+def get_size(name: "str | ViTSize") -> ViTSize:
+    """Size by name (or a ViTSize, returned as is); one-line error listing the valid names."""
+    if isinstance(name, ViTSize):
+        return name
     if name not in SIZES:
         raise ValueError(f"model size {name!r} is unknown: choose one of {sorted(SIZES)}")
     return SIZES[name]
@@ -191,7 +193,7 @@ def gather_tokens(x, indices):
 
 class VisionTransformer(nn.Module):
     """The JEPA encoder: video [B, T, H, W, C] (or image [B, H, W, C]) -> tokens [B, N or K, D]."""
-    size: str = "micro"
+    size: str | ViTSize = "micro"  # a name in SIZES, or explicit dimensions (e.g. an imported checkpoint's)
     patch_size: int = 16
     tubelet_size: int = 2
     pos_embedding: PosEmbedding = "rope"

@@ -1,0 +1,591 @@
+"""Checkpoint exchange: export runs for other teams; import official V-JEPA / V-JEPA 2 and Hugging Face weights.
+
+Formats (`jepa-jax export --format F`, `jepa-jax import --from F`):
+  native  OUT/model.safetensors   groups "encoder.", "target_encoder.", "predictor." + our parameter names
+          OUT/config.json         our resolved config: rebuilds the model (`jepa_jax.load`, train.init_from)
+          OUT/README.md           model card (architecture, data, steps, metrics)
+  fair    OUT/checkpoint.safetensors and, with torch installed, OUT/checkpoint.pt: the official training
+          checkpoint layout, {group: state_dict} with keys "module.backbone.blocks.0.attn.qkv.weight"
+  hf      OUT/config.json + OUT/model.safetensors for `transformers.VJEPA2Model.from_pretrained(OUT)`
+
+Reading never runs pickled code (safetensors, or torch.load(weights_only=True)), and every load is strict: a
+missing, unexpected or mis-shaped tensor fails with the list of offending names and shapes.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from jepa_jax import config as config_lib, layouts, recipes
+from jepa_jax.models import posemb, vit
+
+GROUPS = ("encoder", "target_encoder", "predictor")
+FORMATS = ("native", "fair", "hf")
+WEIGHTS_FILE = "model.safetensors"
+FAIR_PREFIX = "module.backbone."  # DistributedDataParallel + MultiSeqWrapper, as official training saves
+FAIR_FILES = ("checkpoint.safetensors", "checkpoint.pt")
+# Entries of official training checkpoints that are not model weights.
+CONFIG_KEY = "jepa_jax_config"  # our config (JSON) inside fair exports: exact architecture on re-import
+TRAINING_EXTRAS = frozenset({"opt", "scaler", "epoch", "loss", "batch_size", "world_size", "lr", "itr"})
+ARCH_SIZES = {"vitl16": "large", "vith16": "huge", "vitg16": "giant"}
+ARCH_FAMILIES = {"vjepa": "sincos", "vjepa2": "rope"}  # V-JEPA: sin-cos positions; V-JEPA 2: 3D RoPE
+V2_PREDICTOR_HEADS = 12  # V-JEPA's predictor uses the encoder's head count (vjepa_spec.md 2.1)
+
+
+@dataclasses.dataclass
+class Weights:
+    """A model's weights: `groups` maps "encoder" / "target_encoder" / "predictor" to {our name: float32 array}."""
+    config: ml_collections.ConfigDict
+    groups: dict
+    step: int | None = None
+    source: str = ""
+
+
+# ------------------------------------------------------------------------------------------------ our parameters
+
+def flatten(tree, leaf=np.asarray, prefix: str = "") -> dict:
+    """Nested parameter dict -> {"blocks_0.attn.qkv.kernel": leaf(array)} (default: numpy arrays)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        flat.update(flatten(value, leaf, name + ".") if isinstance(value, dict) else {name: leaf(value)})
+    return flat
+
+
+def unflatten(flat: dict) -> dict:
+    tree = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def param_shapes(config) -> dict:
+    """{"encoder": {name: shape}, "predictor": {name: shape}} of the config's models (nothing is allocated)."""
+    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
+    m, key = config.model, jax.random.key(0)
+    video = jax.ShapeDtypeStruct((1, 2 * m.tubelet_size, m.patch_size, m.patch_size, 3), jnp.float32)
+    context = jax.ShapeDtypeStruct((1, 1, config_lib.encoder_size(config).width), jnp.float32)
+    index = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+    shapes = {
+        "encoder": jax.eval_shape(lambda v: nn.meta.unbox(encoder.init(key, v)["params"]), video),
+        "predictor": jax.eval_shape(lambda c, i: nn.meta.unbox(predictor.init(key, c, i, i, (2, 1, 1))["params"]),
+                                    context, index),
+    }
+    return {group: flatten(tree, lambda x: tuple(x.shape)) for group, tree in shapes.items()}
+
+
+def _kind(group: str) -> str:
+    return "predictor" if group == "predictor" else "encoder"
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:300]
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+def read_safetensors(path: str) -> tuple[dict, dict]:
+    """({name: numpy array}, metadata) of a safetensors file (bf16 tensors come back as float32)."""
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            metadata = f.metadata() or {}
+            bf16 = [k for k in f.keys() if f.get_slice(k).get_dtype() == "BF16"]
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k not in bf16}
+        if bf16:  # numpy has no bfloat16: read those through JAX
+            with safetensors.safe_open(path, framework="flax") as f:
+                tensors.update({k: np.asarray(f.get_tensor(k), np.float32) for k in bf16})
+        return tensors, metadata
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file ({_one_line(err)}): re-export or "
+                         f"re-download it") from None
+
+
+def _torch_load(path: str):
+    """torch.load(weights_only=True): plain containers of tensors only; one-line errors otherwise."""
+    try:
+        import torch  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        raise ValueError(f"{path}: reading PyTorch files needs torch: pip install 'jepa_jax[interop]', or convert "
+                         f"the file to safetensors") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pylint: disable=broad-except  (torch raises many types for foreign files)
+        if "weights only load failed" in str(err).lower():
+            raise ValueError(f"refusing to load {path}: it holds Python objects besides tensors, which "
+                             f"torch.load(weights_only=True) will not run; get the weights as safetensors or "
+                             f"convert them where you trust the file") from None
+        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {_one_line(err)}): expected "
+                         f"a .pt / .pth.tar file written by torch.save") from None
+
+
+def _to_numpy(value, path: str, name: str) -> np.ndarray:
+    import torch  # pylint: disable=g-import-not-at-top
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{path}: entry {name} is a {type(value).__name__}, not a tensor")
+    value = value.detach()
+    return (value.float() if value.is_floating_point() else value).numpy()
+
+
+def _strip(key: str) -> str:
+    """Drop the `module.` (DDP) and `backbone.` (multi-mask wrapper) prefixes of official checkpoints."""
+    return re.sub(r"^((module|backbone)\.)+", "", key)
+
+
+def _grouped(flat: dict, path: str) -> dict:
+    """{"encoder.module.backbone.x": a, ...} -> {"encoder": {"x": a}}; a bare state dict is one encoder group."""
+    if not any(k.split(".", 1)[0] in GROUPS for k in flat):
+        return {"encoder": {_strip(k): v for k, v in flat.items()}}
+    groups = {}
+    for key, value in flat.items():
+        group, _, rest = key.partition(".")
+        if group not in GROUPS:
+            raise ValueError(f"{path}: tensor {key} belongs to no group of {GROUPS}")
+        groups.setdefault(group, {})[_strip(rest)] = value
+    return groups
+
+
+def read_fair(path: str) -> tuple[dict, dict | None]:
+    """({group: {official key without prefixes: array}}, our config dict if a jepa_jax export wrote the file) of
+    an official-layout .pt / .pth.tar / .safetensors file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist: give an official checkpoint (.pt, .pth.tar) or the "
+                                f"checkpoint.safetensors of a `jepa-jax export --format fair`")
+    if path.endswith(".safetensors"):
+        tensors, metadata = read_safetensors(path)
+        return _grouped(tensors, path), json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
+    content = _torch_load(path)
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a {type(content).__name__}, not a checkpoint dict")
+    if not any(k in GROUPS for k in content):
+        return _grouped({k: _to_numpy(v, path, k) for k, v in content.items()}, path), None
+    unknown = sorted(k for k in content if k not in GROUPS and k not in TRAINING_EXTRAS and k != CONFIG_KEY)
+    if unknown:
+        raise ValueError(f"{path}: unexpected entries {unknown}: expected {list(GROUPS)} (and training state)")
+    groups = {g: {_strip(k): _to_numpy(v, path, f"{g}.{k}") for k, v in content[g].items()}
+              for g in GROUPS if content.get(g) is not None}
+    return groups, json.loads(content[CONFIG_KEY]) if CONFIG_KEY in content else None
+
+
+def _write_safetensors(tensors: dict, path: str, metadata: dict) -> None:
+    safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
+
+
+def _write_config(config, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(config.to_json_best_effort(indent=2))  # field order kept: config.masks order = mask-token order
+
+
+# ------------------------------------------------------------------------------------------------ native
+
+def write_native(weights: Weights, out: str, groups=GROUPS, card: str | None = None) -> list[str]:
+    """Write OUT/model.safetensors (the chosen groups present in `weights`), config.json and README.md."""
+    chosen = [g for g in groups if g in weights.groups]
+    if not chosen:
+        raise ValueError(f"{weights.source} has none of the groups {list(groups)} (it has {sorted(weights.groups)})")
+    os.makedirs(out, exist_ok=True)
+    tensors = {f"{g}.{k}": v for g in chosen for k, v in weights.groups[g].items()}
+    _write_safetensors(tensors, os.path.join(out, WEIGHTS_FILE),
+                       {"format": "jepa_jax", "groups": ",".join(chosen), "step": str(weights.step)})
+    _write_config(weights.config, os.path.join(out, "config.json"))
+    with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card or model_card(weights, chosen))
+    return chosen
+
+
+def read_native(directory: str) -> Weights:
+    """Weights of a native export folder, checked strictly against the model its config.json describes."""
+    path = os.path.join(directory, WEIGHTS_FILE)
+    config = config_lib.load_run(directory)
+    flat, metadata = read_safetensors(path)
+    step = metadata.get("step", "None")
+    groups = {}
+    for key, value in flat.items():
+        group, _, name = key.partition(".")
+        groups.setdefault(group, {})[name] = value
+    expected = param_shapes(config)
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise layouts.TensorMismatch(f"{path}: unexpected groups {unknown}: expected some of {list(GROUPS)}")
+    for group, tensors in groups.items():
+        layouts.check_tensors(path, expected[_kind(group)], {k: v.shape for k, v in tensors.items()},
+                              f"the {group} of the model in {directory}/config.json")
+    return Weights(config, groups, None if step == "None" else int(step), directory)
+
+
+# ------------------------------------------------------------------------------------------------ official layout
+
+def _pos_embed_extras(config, kind: str) -> dict:
+    """The frozen sin-cos tables official V-JEPA checkpoints carry: {key: [1, N, width]} (none for RoPE)."""
+    if config.model.pos_embedding != "sincos":
+        return {}
+    grid = config_lib.token_grid(config)
+    if kind == "encoder":
+        return {"pos_embed": posemb.sincos_3d(config_lib.encoder_size(config).width, grid)[None]}
+    return {"predictor_pos_embed": posemb.sincos_3d(config.model.predictor.width, grid)[None]}
+
+
+def fair_shapes(config) -> dict:
+    """{"encoder": {official key: shape}, "predictor": {...}}: the state dicts this config's model exports to."""
+    shapes = param_shapes(config)
+    return {kind: {**{k: v.shape for k, v in _pos_embed_extras(config, kind).items()},
+                   **layouts.layout_shapes(layouts.FAIR, shapes[kind])} for kind in shapes}
+
+
+def to_fair(weights: Weights) -> dict:
+    """{group: official state dict (keys with the module.backbone. prefix)} of `weights`."""
+    return {group: {FAIR_PREFIX + k: v for k, v in {**_pos_embed_extras(weights.config, _kind(group)),
+                                                     **layouts.to_layout(layouts.FAIR, tensors)}.items()}
+            for group, tensors in weights.groups.items()}
+
+
+def write_fair(weights: Weights, out: str) -> list[str]:
+    """OUT/checkpoint.safetensors, and OUT/checkpoint.pt when torch is installed; returns the files written."""
+    os.makedirs(out, exist_ok=True)
+    fair = to_fair(weights)
+    written = [os.path.join(out, FAIR_FILES[0])]
+    config_json = weights.config.to_json_best_effort()
+    _write_safetensors({f"{g}.{k}": v for g, sd in fair.items() for k, v in sd.items()}, written[0],
+                       {"format": "pt", "layout": "vjepa-official", CONFIG_KEY: config_json})
+    try:
+        import torch  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        return written
+    written.append(os.path.join(out, FAIR_FILES[1]))
+    torch.save({**{g: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()} for g, sd in fair.items()},
+                CONFIG_KEY: config_json}, written[1])  # official loaders read the groups by name and skip the rest
+    return written
+
+
+def _check_pos_embed(tensors: dict, key: str, expected: dict, path: str) -> None:
+    if key not in expected:
+        return
+    if key not in tensors:
+        raise layouts.TensorMismatch(f"{path}: missing {key} {expected[key].shape}: a V-JEPA (sin-cos) checkpoint "
+                                     f"carries it")
+    found = tensors[key]
+    if found.shape != expected[key].shape or not np.allclose(found, expected[key], atol=1e-5):
+        raise layouts.TensorMismatch(f"{path}: {key} {found.shape} is not the 3D sin-cos table {expected[key].shape} "
+                                     f"of this architecture: another grid or an interpolated table")
+
+
+def from_fair(groups: dict, config, path: str) -> dict:
+    """Official state dicts -> our {group: flat tensors}, strict. RoPE checkpoints may carry an unused pos_embed
+    (the released V-JEPA 2 files do; the official hub loader ignores it too)."""
+    expected = param_shapes(config)
+    out = {}
+    for group, tensors in groups.items():
+        extras = _pos_embed_extras(config, _kind(group))
+        for key in extras:
+            _check_pos_embed(tensors, key, extras, path)
+        if config.model.pos_embedding == "rope":
+            tensors = {k: v for k, v in tensors.items() if k != "pos_embed" or _kind(group) != "encoder"}
+        tensors = {k: v for k, v in tensors.items() if k not in extras}
+        out[group] = layouts.from_layout(layouts.FAIR, tensors, expected[_kind(group)], path,
+                                         f"the {group} of {describe(config)}")
+    return out
+
+
+def parse_arch(arch: str) -> tuple[str, str]:
+    """"vjepa2_vitl16" / "vjepa_huge" -> (pos embedding, size name); one-line error for other names."""
+    family, _, size = arch.partition("_")
+    size = ARCH_SIZES.get(size, size)
+    if family not in ARCH_FAMILIES or size not in vit.SIZES:
+        raise ValueError(f"--arch {arch!r} is unknown: use FAMILY_SIZE with FAMILY in {sorted(ARCH_FAMILIES)} and "
+                         f"SIZE in {sorted(ARCH_SIZES) + sorted(vit.SIZES)}, e.g. vjepa2_vitl16")
+    return ARCH_FAMILIES[family], size
+
+
+def _blocks(tensors: dict, prefix: str) -> int:
+    return 1 + max((int(m[1]) for k in tensors for m in [re.match(rf"{prefix}\.(\d+)\.", k)] if m), default=-1)
+
+
+def _named_size(width: int, depth: int, mlp_dim: int, heads: int | None = None) -> str | None:
+    for name, size in vit.SIZES.items():
+        if (size.width, size.depth, size.mlp_dim) == (width, depth, mlp_dim) and heads in (None, size.num_heads):
+            return name
+    return None
+
+
+def _grid_of(num_tokens: int, frames_hint: int) -> tuple[int, int]:
+    """(T', S) with T' S S = num_tokens, preferring T' = frames_hint (a sin-cos table's grid)."""
+    for t in [frames_hint] + list(range(1, num_tokens + 1)):
+        side = math.isqrt(num_tokens // t) if num_tokens % t == 0 else 0
+        if side and t * side * side == num_tokens:
+            return t, side
+    raise ValueError(f"a sin-cos table of {num_tokens} tokens is not T' x S x S")
+
+
+def config_from_fair(groups: dict, arch: str | None, path: str) -> ml_collections.ConfigDict:
+    """The config of an official checkpoint: dimensions read from the tensors, head counts from the size name."""
+    encoder = groups.get("encoder") or groups.get("target_encoder")
+    if encoder is None or "patch_embed.proj.weight" not in encoder:
+        raise ValueError(f"{path} has no encoder (patch_embed.proj.weight): groups {sorted(groups)}")
+    patch = encoder["patch_embed.proj.weight"]
+    width, tubelet = patch.shape[0], patch.shape[2] if patch.ndim == 5 else 1
+    depth = _blocks(encoder, "blocks")
+    mlp_dim = encoder["blocks.0.mlp.fc1.weight"].shape[0] if depth else 0
+    predictor = groups.get("predictor")
+    if arch:
+        pos, size = parse_arch(arch)
+        want = vit.SIZES[size]
+        if (want.width, want.depth, want.mlp_dim) != (width, depth, mlp_dim):
+            raise ValueError(f"{path} holds a ViT of width {width}, {depth} blocks, MLP {mlp_dim}; --arch {arch} "
+                             f"expects width {want.width}, {want.depth} blocks, MLP {want.mlp_dim}")
+    else:
+        if predictor is not None:
+            pos = "sincos" if "predictor_pos_embed" in predictor else "rope"
+        elif "pos_embed" in encoder:
+            raise ValueError(f"{path}: an encoder alone with a pos_embed can be V-JEPA (sin-cos) or V-JEPA 2 (RoPE): "
+                             f"pass --arch, e.g. vjepa_vitl16 or vjepa2_vitl16")
+        else:
+            pos = "rope"
+        size = _named_size(width, depth, mlp_dim)
+        if size is None:
+            raise ValueError(f"{path}: a ViT of width {width}, {depth} blocks, MLP {mlp_dim} is no known size, and "
+                             f"head counts cannot be read from tensors: pass --arch FAMILY_SIZE")
+    frames, crop = 16, 256 if pos == "rope" else 224
+    if pos == "sincos":
+        table = encoder.get("pos_embed", (predictor or {}).get("predictor_pos_embed"))
+        if table is not None:
+            t, side = _grid_of(table.shape[1], frames // tubelet)
+            frames, crop = t * tubelet, side * patch.shape[-1]
+    config = recipes.vjepa1(size, crop) if pos == "sincos" else recipes.vjepa2(size, epochs=10)
+    config.model.update(patch_size=int(patch.shape[-1]), tubelet_size=int(tubelet))
+    config.data.video.update(frames_per_clip=int(frames), crop_size=int(crop))
+    if predictor is not None and "predictor_embed.weight" in predictor:
+        pred_width = int(predictor["predictor_embed.weight"].shape[0])
+        heads = vit.SIZES[size].num_heads if pos == "sincos" else V2_PREDICTOR_HEADS
+        config.model.predictor.update(
+            width=pred_width, depth=_blocks(predictor, "predictor_blocks"), num_heads=heads,
+            mlp_ratio=predictor["predictor_blocks.0.mlp.fc1.weight"].shape[0] / pred_width,
+            num_mask_tokens=sum(1 for k in predictor if k.startswith("mask_tokens.")))
+    return config
+
+
+def describe(config) -> str:
+    """"a V-JEPA 2 (RoPE) ViT large/16, predictor 384 x 12" for messages and model cards."""
+    m = config.model
+    size = config_lib.encoder_size(config)
+    family = "V-JEPA 2 (RoPE)" if m.pos_embedding == "rope" else "V-JEPA (sin-cos)"
+    return (f"a {family} ViT {m.size}/{m.patch_size} (width {size.width}, {size.depth} blocks, {size.num_heads} "
+            f"heads), predictor width {m.predictor.width} x {m.predictor.depth} blocks")
+
+
+# ------------------------------------------------------------------------------------------------ Hugging Face
+
+HF_FIXED = {"in_chans": 3, "layer_norm_eps": 1e-6, "qkv_bias": True, "hidden_act": "gelu", "drop_path_rate": 0.0}
+
+
+def hf_unsupported(config) -> list[str]:
+    """Why `transformers.VJEPA2Model` cannot hold this model (empty if it can)."""
+    m, size = config.model, config_lib.encoder_size(config)
+    reasons = []
+    if m.pos_embedding != "rope":
+        reasons.append("VJEPA2Model has 3D RoPE only, this model uses sin-cos positions (V-JEPA 1 / I-JEPA)")
+    if m.rope_pairing != "repeat":
+        reasons.append("VJEPA2Model rotates with the released V-JEPA 2 'repeat' pairing, this model uses "
+                       f"rope_pairing={m.rope_pairing!r}")
+    if int(size.width * (size.mlp_dim / size.width)) != size.mlp_dim:
+        reasons.append(f"an MLP of {size.mlp_dim} is not int(width x mlp_ratio) for width {size.width}")
+    return reasons
+
+
+def hf_config(config) -> dict:
+    """The VJEPA2Config (config.json) of our model."""
+    m, size = config.model, config_lib.encoder_size(config)
+    frames, crop = config_lib.clip_shape(config)
+    return {"architectures": ["VJEPA2Model"], "model_type": "vjepa2", "torch_dtype": "float32", **HF_FIXED,
+            "hidden_size": size.width, "num_hidden_layers": size.depth, "num_attention_heads": size.num_heads,
+            "mlp_ratio": size.mlp_dim / size.width, "patch_size": m.patch_size, "tubelet_size": m.tubelet_size,
+            "crop_size": crop, "frames_per_clip": frames, "pred_hidden_size": m.predictor.width,
+            "pred_num_hidden_layers": m.predictor.depth, "pred_num_attention_heads": m.predictor.num_heads,
+            "pred_mlp_ratio": m.predictor.mlp_ratio, "pred_num_mask_tokens": config_lib.num_mask_tokens(config),
+            "pred_zero_init_mask_tokens": True}
+
+
+def encoder_group(weights: Weights, encoder: str = "auto") -> str:
+    """The encoder to use where only one fits (HF export, features): "auto" = the EMA target encoder if the weights
+    have one (what V-JEPA evaluations use), else the online encoder; or "target" / "online"."""
+    if encoder == "auto":
+        return "target_encoder" if "target_encoder" in weights.groups else "encoder"
+    group = {"target": "target_encoder", "online": "encoder"}.get(encoder)
+    if group not in weights.groups:
+        raise ValueError(f"--encoder={encoder}: {weights.source} has groups {sorted(weights.groups)}")
+    return group
+
+
+def write_hf(weights: Weights, out: str, encoder: str = "auto") -> list[str]:
+    """OUT/config.json + OUT/model.safetensors loadable by transformers.VJEPA2Model.from_pretrained(OUT)."""
+    reasons = hf_unsupported(weights.config)
+    if reasons:
+        raise ValueError(f"{weights.source}: cannot export to Hugging Face VJEPA2Model: {'; '.join(reasons)}")
+    if "predictor" not in weights.groups:
+        raise ValueError(f"{weights.source} has no predictor: VJEPA2Model needs one (export with the predictor)")
+    os.makedirs(out, exist_ok=True)
+    flat = {**weights.groups[encoder_group(weights, encoder)], **weights.groups["predictor"]}
+    _write_safetensors(layouts.to_layout(layouts.HF, flat), os.path.join(out, WEIGHTS_FILE), {"format": "pt"})
+    with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(hf_config(weights.config), f, indent=2)
+    return [os.path.join(out, "config.json"), os.path.join(out, WEIGHTS_FILE)]
+
+
+def read_hf(directory: str) -> tuple[dict, dict]:
+    """(VJEPA2Config dict, {name: array}) of a Hugging Face model folder (one or sharded safetensors files)."""
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{config_path} does not exist: give a Hugging Face VJEPA2 model folder "
+                                f"(config.json + model.safetensors)")
+    with open(config_path, encoding="utf-8") as f:
+        hf = json.load(f)
+    if hf.get("model_type") != "vjepa2":
+        raise ValueError(f"{config_path}: model_type {hf.get('model_type')!r} is not 'vjepa2'")
+    index = os.path.join(directory, WEIGHTS_FILE + ".index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = [WEIGHTS_FILE]
+    tensors = {}
+    for name in files:
+        tensors.update(read_safetensors(os.path.join(directory, name))[0])
+    return hf, {re.sub(r"^vjepa2\.", "", k): v for k, v in tensors.items()}
+
+
+def config_from_hf(hf: dict, path: str) -> ml_collections.ConfigDict:
+    """Our config for a VJEPA2Config (V-JEPA 2 recipe fields, the checkpoint's dimensions)."""
+    patch = hf.get("patch_size", 16)
+    if not isinstance(patch, int):
+        raise ValueError(f"{path}: patch_size {patch} is not square; jepa_jax patches are square")
+    width, depth, heads = hf.get("hidden_size", 1024), hf.get("num_hidden_layers", 24), hf.get("num_attention_heads", 16)
+    mlp_dim = int(width * hf.get("mlp_ratio", 4.0))
+    size = _named_size(width, depth, mlp_dim, heads)
+    config = recipes.vjepa2(size or "large", epochs=10)
+    config.model.update(size=size or "custom", patch_size=patch, tubelet_size=hf.get("tubelet_size", 2))
+    if size is None:
+        config.model.custom.update(width=width, depth=depth, num_heads=heads, mlp_dim=mlp_dim)
+    config.model.predictor.update(width=hf.get("pred_hidden_size", 384), depth=hf.get("pred_num_hidden_layers", 12),
+                                  num_heads=hf.get("pred_num_attention_heads", 12),
+                                  mlp_ratio=float(hf.get("pred_mlp_ratio", 4.0)),
+                                  num_mask_tokens=hf.get("pred_num_mask_tokens", 10))
+    config.data.video.update(frames_per_clip=hf.get("frames_per_clip", 64), crop_size=hf.get("crop_size", 256))
+    return config
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+
+def load_weights(path: str, step: int | None = None) -> Weights:
+    """Weights of a native export folder or of a training run directory (step: default its newest checkpoint)."""
+    if os.path.isfile(os.path.join(path, WEIGHTS_FILE)) and os.path.isfile(os.path.join(path, "config.json")):
+        return read_native(path)
+    if not os.path.isdir(os.path.join(path, "checkpoints")):
+        raise FileNotFoundError(f"{path} is neither a `jepa-jax export`/`import` folder ({WEIGHTS_FILE} + "
+                                f"config.json) nor a `jepa-jax train` run directory (checkpoints/)")
+    from jepa_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax only for run directories)
+    checkpointer = checkpoint.Checkpointer(path)
+    try:
+        steps = checkpointer.steps()
+        if not steps or (step is not None and step not in steps):
+            raise ValueError(f"{path}/checkpoints has no complete checkpoint {'' if step is None else step} "
+                             f"(found {steps})")
+        step = steps[-1] if step is None else step
+        config = config_lib.from_dict(checkpointer.restore_config(step))
+        restored = checkpointer.restore_params(step)
+    finally:
+        checkpointer.close()
+    groups = {"encoder": flatten(restored["params"]["encoder"]), "predictor": flatten(restored["params"]["predictor"])}
+    if restored["ema_params"] is not None:
+        groups["target_encoder"] = flatten(restored["ema_params"])
+    return Weights(config, groups, step, path)
+
+
+def export(source: str, out: str, fmt: str, *, step: int | None = None, groups=GROUPS, encoder: str = "auto") -> dict:
+    """`jepa-jax export`: write `source` (run dir or native folder) to `out` in format `fmt`; returns a summary."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt!r} is unknown: choose one of {list(FORMATS)}")
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"--groups {unknown} unknown: choose from {list(GROUPS)}")
+    weights = load_weights(source, step)
+    weights.groups = {g: t for g, t in weights.groups.items() if g in groups}
+    if fmt == "native":
+        written = [os.path.join(out, f) for f in (WEIGHTS_FILE, "config.json", "README.md")]
+        chosen = write_native(weights, out, groups)
+    elif fmt == "fair":
+        chosen, written = sorted(weights.groups), write_fair(weights, out)
+    else:
+        chosen = [encoder_group(weights, encoder), "predictor"]
+        written = write_hf(weights, out, encoder)
+    return {"format": fmt, "source": source, "step": weights.step, "groups": chosen, "files": written,
+            "model": describe(weights.config)}
+
+
+def import_weights(fmt: str, src: str, out: str, arch: str | None = None) -> dict:
+    """`jepa-jax import`: official ("fair") or Hugging Face ("hf") weights -> a native folder at `out`."""
+    if fmt == "fair":
+        groups, ours = read_fair(src)
+        config = config_lib.from_dict(ours) if ours and not arch else config_from_fair(groups, arch, src)
+        flat = from_fair(groups, config, src)
+    elif fmt == "hf":
+        hf, tensors = read_hf(src)
+        config = config_from_hf(hf, src)
+        if arch:
+            raise ValueError("--arch is for official checkpoints; a Hugging Face folder describes itself")
+        shapes = param_shapes(config)
+        merged = layouts.from_layout(layouts.HF, tensors, {**shapes["encoder"], **shapes["predictor"]},
+                                     os.path.join(src, WEIGHTS_FILE), describe(config))
+        flat = {g: {k: merged[k] for k in shapes[g]} for g in ("encoder", "predictor")}
+    else:
+        raise ValueError(f"--from {fmt!r} is unknown: choose fair (official V-JEPA / V-JEPA 2) or hf")
+    weights = Weights(config, flat, None, src)
+    chosen = write_native(weights, out)
+    return {"from": fmt, "source": src, "out": out, "groups": chosen, "model": describe(config)}
+
+
+# ------------------------------------------------------------------------------------------------ model card
+
+def _metrics_at(run_dir: str, step: int | None) -> dict:
+    """The last metrics.jsonl record at or before `step` (empty if the run logged none)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if step is None or not os.path.isfile(path):
+        return {}
+    last = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            if record.get("step", 0) <= step:
+                last = record
+    return last
+
+
+def model_card(weights: Weights, groups) -> str:
+    """README.md of a native export: architecture, data, steps, metrics, how to load."""
+    config, counts = weights.config, {g: sum(int(np.prod(v.shape)) for v in weights.groups[g].values()) for g in groups}
+    frames, crop = config_lib.clip_shape(config)
+    data = config.data.source if config.data.source != "video" else f"video: {', '.join(config.data.video.manifests)}"
+    metrics = _metrics_at(weights.source, weights.step)
+    shown = {k: metrics[k] for k in ("loss", "prediction_loss", "target_effective_rank", "target_spread",
+                                      "prediction_cosine") if k in metrics}
+    lines = [f"# jepa_jax model: {describe(config)}", "",
+             f"- Objective: {config.objective}; trained {weights.step if weights.step is not None else 'unknown'} "
+             f"steps at batch {config.data.batch_size}; clips {frames} frames at {crop}x{crop}.",
+             f"- Data: {data}.", f"- Source: {weights.source}.",
+             f"- Groups: " + ", ".join(f"{g} ({counts[g]:,} parameters)" for g in groups) + ".",
+             f"- Metrics at this step: {json.dumps(shown) if shown else 'not logged'}.", "",
+             "Load it with `jepa_jax.load(DIR)` (`.features(video_uint8[B, T, H, W, 3])` -> [B, N, D]), extract "
+             "features with `jepa-jax extract --model DIR --data MANIFEST --out FILE`, or continue training with "
+             "`--config.train.init_from=DIR`. `config.json` is the full training config."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,267 @@
+"""Checkpoint exchange without PyTorch: official key/shape tables, bit-exact round trips, strict loading, one-line
+errors, `jepa_jax.load`, export from a real run, the CLI verbs and feature extraction."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+import jepa_jax
+from jepa_jax import export, layouts, pretrained, recipes
+from tests.conftest import REPO, TINY_WORLD
+
+
+def random_weights(config, seed: int, groups=export.GROUPS) -> export.Weights:
+    """Random float32 weights of every tensor the config's model has (distinct values everywhere)."""
+    rng = np.random.default_rng(seed)
+    shapes = export.param_shapes(config)
+    kind = lambda g: "predictor" if g == "predictor" else "encoder"
+    return export.Weights(config, {g: {k: rng.normal(0, 0.05, s).astype(np.float32) for k, s in shapes[kind(g)].items()}
+                                   for g in groups}, step=7, source="random")
+
+
+def read_flat(directory) -> dict:
+    return safetensors.numpy.load_file(os.path.join(directory, export.WEIGHTS_FILE))
+
+
+def tiny_config(pos_embedding: str = "rope"):
+    """A small video model: custom width 48 (3 heads of 16), 2 blocks; predictor 24 x 2 (2 heads); 3 mask tokens."""
+    config = recipes.vjepa1("micro", 32) if pos_embedding == "sincos" else recipes.vjepa2("micro", epochs=1)
+    config.model.update(size="custom", patch_size=8, tubelet_size=2)
+    config.model.custom.update(width=48, depth=2, num_heads=3, mlp_dim=96)
+    config.model.predictor.update(width=24, depth=2, num_heads=2, num_mask_tokens=3)
+    config.data.video.update(frames_per_clip=4, crop_size=32)
+    return config
+
+
+# --------------------------------------------------------------------------- official layout tables (vjepa_spec 8)
+
+def test_fair_keys_and_shapes_match_the_spec_tables():
+    vitl2 = export.fair_shapes(recipes.vjepa2("large", epochs=1))
+    assert len(vitl2["encoder"]) == 292 and "pos_embed" not in vitl2["encoder"]
+    assert vitl2["encoder"]["patch_embed.proj.weight"] == (1024, 3, 2, 16, 16)
+    assert vitl2["encoder"]["blocks.23.attn.qkv.weight"] == (3072, 1024)
+    assert vitl2["encoder"]["blocks.23.attn.qkv.bias"] == (3072,)
+    assert vitl2["encoder"]["blocks.0.attn.proj.weight"] == (1024, 1024)
+    assert vitl2["encoder"]["blocks.0.mlp.fc1.weight"] == (4096, 1024)
+    assert vitl2["encoder"]["blocks.0.mlp.fc2.weight"] == (1024, 4096)
+    assert vitl2["encoder"]["norm.weight"] == (1024,)
+
+    vitl1 = export.fair_shapes(recipes.vjepa1("large", 224))
+    assert vitl1["encoder"]["pos_embed"] == (1, 1568, 1024) and len(vitl1["encoder"]) == 293
+    assert len(vitl1["predictor"]) == 153
+    assert vitl1["predictor"]["predictor_pos_embed"] == (1, 1568, 384)
+    assert vitl1["predictor"]["predictor_embed.weight"] == (384, 1024)
+    assert vitl1["predictor"]["predictor_blocks.11.attn.qkv.weight"] == (1152, 384)
+    assert vitl1["predictor"]["predictor_blocks.0.mlp.fc1.weight"] == (1536, 384)
+    assert vitl1["predictor"]["predictor_proj.weight"] == (1024, 384)
+    assert vitl1["predictor"]["mask_tokens.1"] == (1, 1, 384) and "mask_tokens.2" not in vitl1["predictor"]
+
+    vith1 = export.fair_shapes(recipes.vjepa1("huge", 384))
+    assert vith1["encoder"]["pos_embed"] == (1, 4608, 1280) and len(vith1["encoder"]) == 2 + 32 * 12 + 2 + 1
+
+    giant = recipes.vjepa2("giant", epochs=1)
+    giant.model.predictor.num_mask_tokens = 10  # as the hub builds it
+    vitg = export.fair_shapes(giant)
+    assert len(vitg["predictor"]) == 160 and vitg["predictor"]["mask_tokens.9"] == (1, 1, 384)
+    assert vitg["encoder"]["blocks.39.attn.qkv.weight"] == (4224, 1408)
+    assert vitg["encoder"]["blocks.39.mlp.fc1.weight"] == (6144, 1408)
+
+
+def test_layout_conversion_follows_pytorch_conventions():
+    """qkv rows are [q; k; v] with heads contiguous; Linear weights are [out, in]; Conv3d is [D, C, t, p, p]."""
+    kernel = np.arange(4 * 3 * 2 * 2, dtype=np.float32).reshape(4, 3, 2, 2)  # [D=4, 3, h=2, Dh=2]
+    fair = layouts.to_layout("fair", {"blocks_0.attn.qkv.kernel": kernel})["blocks.0.attn.qkv.weight"]
+    assert fair.shape == (12, 4)
+    np.testing.assert_array_equal(fair[2 * 4 + 1 * 2 + 1], kernel[:, 2, 1, 1])  # v, head 1, channel 1
+    hf = layouts.to_layout("hf", {"blocks_0.attn.qkv.kernel": kernel})
+    np.testing.assert_array_equal(hf["encoder.layer.0.attention.key.weight"], fair[4:8])
+    patch = np.random.default_rng(0).normal(size=(2, 4, 4, 3, 5)).astype(np.float32)  # [t, p, p, C, D]
+    conv = layouts.to_layout("fair", {"patch_embed.kernel": patch})["patch_embed.proj.weight"]
+    assert conv.shape == (5, 3, 2, 4, 4) and conv[4, 2, 1, 3, 0] == patch[1, 3, 0, 2, 4]
+
+
+# --------------------------------------------------------------------------- round trips
+
+@pytest.mark.parametrize("pos_embedding", ["rope", "sincos"])
+def test_native_fair_native_is_bit_exact(tmp_path, pos_embedding):
+    export.write_native(random_weights(tiny_config(pos_embedding), seed=1), str(tmp_path / "native"))
+    export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
+    export.import_weights("fair", str(tmp_path / "fair" / "checkpoint.safetensors"), str(tmp_path / "back"))
+    original, back = read_flat(tmp_path / "native"), read_flat(tmp_path / "back")
+    assert original.keys() == back.keys() and len(original) > 40
+    for key, value in original.items():
+        np.testing.assert_array_equal(back[key], value, err_msg=key)
+    assert export.load_weights(str(tmp_path / "back")).config.to_dict() == tiny_config(pos_embedding).to_dict()
+
+
+def test_native_hf_native_is_bit_exact(tmp_path):
+    export.write_native(random_weights(tiny_config(), seed=2, groups=("encoder", "predictor")), str(tmp_path / "a"))
+    summary = export.export(str(tmp_path / "a"), str(tmp_path / "hf"), "hf")
+    assert summary["groups"] == ["encoder", "predictor"]
+    with open(tmp_path / "hf" / "config.json", encoding="utf-8") as f:
+        hf = json.load(f)
+    assert (hf["hidden_size"], hf["num_attention_heads"], hf["pred_num_mask_tokens"], hf["crop_size"]) == (48, 3, 3, 32)
+    export.import_weights("hf", str(tmp_path / "hf"), str(tmp_path / "b"))
+    original, back = read_flat(tmp_path / "a"), read_flat(tmp_path / "b")
+    assert original.keys() == back.keys()
+    for key, value in original.items():
+        np.testing.assert_array_equal(back[key], value, err_msg=key)
+
+
+def test_hf_export_says_what_it_cannot_express(tmp_path):
+    export.write_native(random_weights(tiny_config("sincos"), seed=3), str(tmp_path / "v1"))
+    with pytest.raises(ValueError, match=r"cannot export to Hugging Face VJEPA2Model: VJEPA2Model has 3D RoPE only, "
+                                         r"this model uses sin-cos positions"):
+        export.export(str(tmp_path / "v1"), str(tmp_path / "hf"), "hf")
+
+
+# --------------------------------------------------------------------------- strict loading and bad input
+
+@pytest.fixture(name="fair_file")
+def fair_file_fixture(tmp_path):
+    """The official-layout safetensors of a tiny RoPE model, as {key: array}, and a function that writes a copy."""
+    export.write_native(random_weights(tiny_config(), seed=4), str(tmp_path / "native"))
+    export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
+    tensors = safetensors.numpy.load_file(tmp_path / "fair" / "checkpoint.safetensors")
+
+    def write(changed: dict, name: str) -> str:
+        path = str(tmp_path / name)
+        safetensors.numpy.save_file(changed, path)  # no config inside: the architecture is detected
+        return path
+    return tensors, write
+
+
+def test_official_file_without_our_config_is_detected_and_imported(tmp_path, fair_file):
+    tensors, write = fair_file
+    with pytest.raises(ValueError, match="width 48, 2 blocks, MLP 96 is no known size.*pass --arch"):
+        export.import_weights("fair", write(tensors, "official.safetensors"), str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("change,expected", [
+    ("missing", r"1 missing, 0 unexpected, 0 mis-shaped tensors .*missing blocks.1.mlp.fc2.bias \(48,\)"),
+    ("unexpected", r"0 missing, 1 unexpected, 0 mis-shaped .*unexpected blocks.1.extra.weight \(3,\)"),
+    ("misshaped", r"0 missing, 0 unexpected, 1 mis-shaped .*blocks.0.attn.proj.weight is \(48, 47\), expected "
+                  r"\(48, 48\)"),
+])
+def test_one_missing_extra_or_misshaped_tensor_fails_with_its_name(tmp_path, fair_file, change, expected):
+    tensors, _ = fair_file
+    path = tmp_path / "fair" / "checkpoint.safetensors"
+    with safetensors.safe_open(path, framework="np") as f:
+        metadata = f.metadata()
+    prefix = "encoder.module.backbone."
+    if change == "missing":
+        del tensors[prefix + "blocks.1.mlp.fc2.bias"]
+    elif change == "unexpected":
+        tensors[prefix + "blocks.1.extra.weight"] = np.zeros(3, np.float32)
+    else:
+        tensors[prefix + "blocks.0.attn.proj.weight"] = tensors[prefix + "blocks.0.attn.proj.weight"][:, :47].copy()
+    safetensors.numpy.save_file(tensors, path, metadata=metadata)
+    with pytest.raises(layouts.TensorMismatch, match=expected):
+        export.import_weights("fair", str(path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_native_folder_loads_strictly(tmp_path):
+    export.write_native(random_weights(tiny_config(), seed=5), str(tmp_path / "m"))
+    tensors = read_flat(tmp_path / "m")
+    del tensors["predictor.mask_tokens"]
+    safetensors.numpy.save_file(tensors, tmp_path / "m" / export.WEIGHTS_FILE)
+    with pytest.raises(layouts.TensorMismatch, match=r"missing mask_tokens \(3, 24\)"):
+        jepa_jax.load(tmp_path / "m")
+
+
+def test_truncated_or_foreign_safetensors_is_one_line(tmp_path, fair_file):
+    source = tmp_path / "fair" / "checkpoint.safetensors"
+    data = source.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut.safetensors is not a readable safetensors file \(.*\): re-export"):
+        export.import_weights("fair", str(tmp_path / "cut.safetensors"), str(tmp_path / "out"))
+    (tmp_path / "text.safetensors").write_text("not tensors")
+    with pytest.raises(ValueError, match=r"text.safetensors is not a readable safetensors file"):
+        export.import_weights("fair", str(tmp_path / "text.safetensors"), str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match="is neither a `jepa-jax export`/`import` folder"):
+        jepa_jax.load(tmp_path)
+    with pytest.raises(ValueError, match=r"--arch 'vjepa3_vitl16' is unknown"):
+        export.import_weights("fair", str(source), str(tmp_path / "out"), arch="vjepa3_vitl16")
+
+
+# --------------------------------------------------------------------------- a real run, the CLI, extraction
+
+def _cli(*args, cwd=None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "jepa_jax.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or REPO, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module", name="ema_run")
+def ema_run_fixture(tmp_path_factory):
+    """A 4-step EMA-objective run of the nano model on the built-in world (has a target encoder)."""
+    workdir = tmp_path_factory.mktemp("run")
+    result = _cli("train", "--config", f"{TINY_WORLD}:smoke", "--workdir", str(workdir), "--config.objective=ema",
+                  "--config.probe.report=False")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return workdir
+
+
+def test_run_exports_and_loads_with_features_and_predictions(tmp_path, ema_run):
+    result = _cli("export", "--run", str(ema_run), "--out", str(tmp_path / "native"), "--format", "native")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["step"] == 4 and summary["groups"] == ["encoder", "target_encoder", "predictor"]
+    card = (tmp_path / "native" / "README.md").read_text()
+    assert "trained 4 steps" in card and "target_effective_rank" in card and "ViT nano/8" in card
+    from_run, from_export = jepa_jax.load(ema_run), jepa_jax.load(tmp_path / "native")
+    assert from_run.encoder_group == from_export.encoder_group == "target_encoder"
+    video = np.random.default_rng(0).integers(0, 256, (2, 8, 64, 64, 3), dtype=np.uint8)
+    features = np.asarray(from_export.features(video))
+    assert features.shape == (2, 256, 32)
+    np.testing.assert_array_equal(features, np.asarray(from_run.features(video)))
+    online = np.asarray(jepa_jax.load(ema_run, encoder="online").features(video))
+    assert np.abs(online - features).max() > 0  # the EMA copy has moved away from the online encoder
+    context, target = np.tile(np.arange(100), (2, 1)), np.tile(np.arange(200, 230), (2, 1))
+    assert from_export.predict(video, context, target).shape == (2, 30, 32)
+    with pytest.raises(ValueError, match=r"video must be uint8 \[B, T, H, W, 3\].*float32"):
+        from_export.features(video.astype(np.float32))
+
+
+def test_cli_export_import_and_errors(tmp_path, ema_run):
+    assert _cli("export", "--run", str(ema_run), "--out", str(tmp_path / "fair"), "--format", "fair").returncode == 0
+    result = _cli("import", "--from", "fair", "--src", str(tmp_path / "fair" / "checkpoint.safetensors"),
+                  "--out", str(tmp_path / "back"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["groups"] == ["encoder", "target_encoder", "predictor"]
+    (tmp_path / "junk.safetensors").write_text("junk")
+    result = _cli("import", "--from", "fair", "--src", str(tmp_path / "junk.safetensors"), "--out", str(tmp_path / "x"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("jepa-jax: error: ")
+    assert "junk.safetensors is not a readable safetensors file" in result.stderr
+    result = _cli("export", "--run", str(ema_run), "--out", str(tmp_path / "y"), "--format", "onnx")
+    assert result.returncode != 0 and "--format 'onnx' is unknown" in result.stderr
+
+
+def test_extract_writes_pooled_features_and_skips_bad_videos(tmp_path, ema_run):
+    from tests.data.conftest import write_video  # pylint: disable=g-import-not-at-top
+    lines = []
+    for i in range(3):
+        lines.append(f"{write_video(tmp_path / f'v{i}.mp4', 40, 25.0, 80, 64)} {i}")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
+    lines.insert(1, f"{tmp_path / 'broken.mp4'} 9")
+    (tmp_path / "clips.csv").write_text("\n".join(lines) + "\n")
+    result = _cli("extract", "--model", str(ema_run), "--data", str(tmp_path / "clips.csv"), "--out",
+                  str(tmp_path / "features.npy"), "--batch_size", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["clips"] == 3 and summary["skipped"] == 1 and summary["shape"] == [3, 32]
+    features = np.load(tmp_path / "features.npy")
+    info = json.loads((tmp_path / "features.npy.json").read_text())
+    assert info["labels"] == [0, 1, 2] and info["skipped"][0]["path"].endswith("broken.mp4")
+    tokens = pretrained.extract(str(ema_run), str(tmp_path / "clips.csv"), str(tmp_path / "t.safetensors"),
+                                         pool="tokens", batch_size=4)
+    stored = safetensors.numpy.load_file(tmp_path / "t.safetensors")
+    assert tokens["shape"] == [3, 256, 32] and stored["features"].shape == (3, 256, 32)
+    np.testing.assert_allclose(stored["features"].mean(axis=1), features, atol=1e-5)  # batch 4 vs 2: same clips
