@@ -116,8 +116,14 @@ class Checkpointer:
         self.manager.close()
 
 
-def parse_init_from(spec: str) -> tuple[str, int]:
-    """"RUN_DIR[:STEP]" -> (run dir, step; default the newest); one-line error if there is no such checkpoint."""
+WEIGHTS_FILE = "model.safetensors"  # the weights of a `jepa-jax export` / `import` folder (jepa_jax.export)
+
+
+def parse_init_from(spec: str) -> tuple[str, int | None]:
+    """"RUN_DIR[:STEP]" -> (run dir, step; default the newest); an export/import folder -> (folder, None).
+    One-line error if there is no such checkpoint."""
+    if os.path.isfile(os.path.join(spec, WEIGHTS_FILE)):
+        return spec, None
     run_dir, step = spec, None
     head, separator, tail = spec.rpartition(":")
     if separator and tail.isdigit():
@@ -130,7 +136,7 @@ def parse_init_from(spec: str) -> tuple[str, int]:
     if not steps or (step is not None and step not in steps):
         raise ValueError(f"config.train.init_from={spec!r}: no complete checkpoint{'' if step is None else f' {step}'}"
                          f" in {os.path.join(run_dir, 'checkpoints')} (found {steps}): give the directory of a "
-                         f"`jepa-jax train` run, optionally :STEP")
+                         f"`jepa-jax train` run, optionally :STEP, or a `jepa-jax export`/`import` folder")
     return run_dir, steps[-1] if step is None else step
 
 

@@ -26,12 +26,12 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from jepa_jax import config as config_lib, layouts, recipes
+from jepa_jax import checkpoint, config as config_lib, layouts, recipes
 from jepa_jax.models import posemb, vit
 
 GROUPS = ("encoder", "target_encoder", "predictor")
 FORMATS = ("native", "fair", "hf")
-WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FILE = checkpoint.WEIGHTS_FILE
 FAIR_PREFIX = "module.backbone."  # DistributedDataParallel + MultiSeqWrapper, as official training saves
 FAIR_FILES = ("checkpoint.safetensors", "checkpoint.pt")
 # Entries of official training checkpoints that are not model weights.
@@ -494,7 +494,6 @@ def load_weights(path: str, step: int | None = None) -> Weights:
     if not os.path.isdir(os.path.join(path, "checkpoints")):
         raise FileNotFoundError(f"{path} is neither a `jepa-jax export`/`import` folder ({WEIGHTS_FILE} + "
                                 f"config.json) nor a `jepa-jax train` run directory (checkpoints/)")
-    from jepa_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax only for run directories)
     checkpointer = checkpoint.Checkpointer(path)
     try:
         steps = checkpointer.steps()
@@ -575,10 +574,11 @@ def model_card(weights: Weights, groups) -> str:
     """README.md of a native export: architecture, data, steps, metrics, how to load."""
     config, counts = weights.config, {g: sum(int(np.prod(v.shape)) for v in weights.groups[g].values()) for g in groups}
     frames, crop = config_lib.clip_shape(config)
-    data = config.data.source if config.data.source != "video" else f"video: {', '.join(config.data.video.manifests)}"
+    data = {"balls": "the built-in bouncing-balls world", "packed": f"packed clips in {config.data.packed_dir}",
+            "video": f"videos listed in {', '.join(config.data.video.manifests)}"}[config.data.source]
     metrics = _metrics_at(weights.source, weights.step)
-    shown = {k: metrics[k] for k in ("loss", "prediction_loss", "target_effective_rank", "target_spread",
-                                      "prediction_cosine") if k in metrics}
+    shown = {k: float(f"{metrics[k]:.4g}") for k in ("loss", "prediction_loss", "target_effective_rank",
+                                                      "target_spread", "prediction_cosine") if k in metrics}
     lines = [f"# jepa_jax model: {describe(config)}", "",
              f"- Objective: {config.objective}; trained {weights.step if weights.step is not None else 'unknown'} "
              f"steps at batch {config.data.batch_size}; clips {frames} frames at {crop}x{crop}.",

@@ -265,3 +265,26 @@ def test_extract_writes_pooled_features_and_skips_bad_videos(tmp_path, ema_run):
     stored = safetensors.numpy.load_file(tmp_path / "t.safetensors")
     assert tokens["shape"] == [3, 256, 32] and stored["features"].shape == (3, 256, 32)
     np.testing.assert_allclose(stored["features"].mean(axis=1), features, atol=1e-5)  # batch 4 vs 2: same clips
+
+
+def test_exported_weights_start_a_new_stage_on_an_fsdp_mesh(tmp_path, ema_run, smoke_config):
+    """train.init_from=EXPORT_DIR: the run's born-sharded state takes the exported weights, shard by shard."""
+    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    export.export(str(ema_run), str(tmp_path / "native"), "native")
+    smoke_config.objective = "ema"
+    smoke_config.mesh.update(data=1, fsdp=8, tensor=1)
+    smoke_config.train.init_from = str(tmp_path / "native")
+    run = loop.build_run(smoke_config)
+    state = loop.state_from_export(run.state, str(tmp_path / "native"))
+    exported = read_flat(tmp_path / "native")
+    for group, tree in (("encoder", state.params["encoder"]), ("predictor", state.params["predictor"]),
+                        ("target_encoder", state.ema_params)):
+        for name, value in export.flatten(tree).items():
+            np.testing.assert_array_equal(value, exported[f"{group}.{name}"], err_msg=f"{group}.{name}")
+    kernel = state.params["encoder"]["patch_embed"]["kernel"]
+    assert kernel.sharding.spec == run.state.params["encoder"]["patch_embed"]["kernel"].sharding.spec
+    assert len(kernel.addressable_shards) == 8 and kernel.addressable_shards[0].data.shape[-1] == 32 // 8
+    smoke_config.model.size = "micro"
+    with pytest.raises(layouts.TensorMismatch, match=r"for the encoder of this run's config.model \(set its fields as "
+                                                     r"in .*native/config.json\)"):
+        loop.state_from_export(loop.build_run(smoke_config).state, str(tmp_path / "native"))

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa_jax import checkpoint, metrics as metrics_lib, parallel
+from jepa_jax import checkpoint, export, layouts, metrics as metrics_lib, parallel
 from jepa_jax import config as config_lib
 from jepa_jax.data import pipeline
 from jepa_jax.data import video as video_lib
@@ -203,6 +203,30 @@ def new_stage(state: state_lib.TrainState) -> state_lib.TrainState:
                          opt_state=jax.tree_util.tree_map_with_path(restart, state.opt_state))
 
 
+def state_from_export(state: state_lib.TrainState, directory: str) -> state_lib.TrainState:
+    """`state` with the weights of an export/import folder (e.g. Meta's released V-JEPA 2 imported with
+    `jepa-jax import`): encoder, predictor (a fresh one if the folder has none) and EMA copy (its target encoder, else
+    its encoder); optimizer moments start fresh. Every process reads the file; each places its own shards."""
+    groups = dict(export.read_native(directory).groups)
+    if "encoder" not in groups and "target_encoder" not in groups:
+        raise ValueError(f"config.train.init_from={directory!r} holds no encoder (groups {sorted(groups)})")
+    groups.setdefault("encoder", groups.get("target_encoder"))
+    groups.setdefault("target_encoder", groups["encoder"])
+
+    def place(flat, like, group):
+        layouts.check_tensors(os.path.join(directory, export.WEIGHTS_FILE), export.flatten(like, lambda x: x.shape),
+                              {k: v.shape for k, v in flat.items()}, f"the {group} of this run's config.model "
+                              f"(set its fields as in {directory}/config.json)")
+        tree = export.unflatten(flat)
+        return jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]), tree, like)
+    params = {kind: place(groups[kind], state.params[kind], kind) if kind in groups else state.params[kind]
+              for kind in ("encoder", "predictor")}
+    if "predictor" not in groups:
+        logging.warning("%s has no predictor: the predictor starts from its random init", directory)
+    ema = place(groups["target_encoder"], state.ema_params, "target_encoder") if state.ema_params is not None else None
+    return state.replace(params=params, ema_params=ema)
+
+
 def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
     """(state, start step, resumed-from step or None), in this order: the newest complete checkpoint in `workdir`
     (config.train.resume), a new stage from config.train.init_from, a fresh state. Refuses to mix with another
@@ -213,6 +237,9 @@ def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
                          f"--workdir or --config.train.resume=True")
     if latest is None and config.train.init_from:
         run_dir, step = checkpoint.parse_init_from(config.train.init_from)
+        if step is None:
+            logging.warning("new stage in %s from the weights in %s", workdir, run_dir)
+            return new_stage(state_from_export(run.state, run_dir)), 0, None
         source = checkpoint.Checkpointer(run_dir)
         state = source.restore(step, checkpoint.abstract_like(run.state))
         source.close()
