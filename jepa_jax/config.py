@@ -9,7 +9,7 @@ import os
 
 import ml_collections
 
-from jepa_jax import masks as masks_lib
+from jepa_jax import masks as masks_lib, recipes
 from jepa_jax.models import posemb, predictor, vit
 
 OBJECTIVES = ("ema", "sigreg")
@@ -70,9 +70,22 @@ def load_run(run_dir: str) -> ml_collections.ConfigDict:
         return from_dict(json.load(f))
 
 
+def _fill_missing(fields: dict, defaults: dict) -> dict:
+    """`fields` plus the schema fields it lacks (a config written before they existed), recursively; the user's
+    mask configs are left as they are."""
+    out = dict(fields)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif key != "masks" and isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = _fill_missing(out[key], default)
+    return out
+
+
 def from_dict(fields: dict) -> ml_collections.ConfigDict:
-    """A resolved config from its JSON form (config.json, or the copy inside a checkpoint)."""
-    fields = _tuples(fields)
+    """A resolved config from its JSON form (config.json, or the copy inside a checkpoint); fields added to the
+    schema since it was written get their defaults."""
+    fields = _tuples(_fill_missing(fields, recipes.base_config().to_dict()))
     masks = fields.pop("masks")
     config = ml_collections.ConfigDict(fields)
     config.masks = ml_collections.ConfigDict(masks, sort_keys=False)  # JSON order = mask-token order

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import zipfile
 
 import flax.linen as nn
 import jax
@@ -122,7 +123,8 @@ def _torch_load(path: str):
         raise ValueError(f"{path}: reading PyTorch files needs torch: pip install 'jepa_jax[interop]', or convert "
                          f"the file to safetensors") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: a multi-GB training checkpoint (optimizer state included) is paged in, not copied into memory
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as err:  # pylint: disable=broad-except  (torch raises many types for foreign files)
         if "weights only load failed" in str(err).lower():
             raise ValueError(f"refusing to load {path}: it holds Python objects besides tensors, which "
@@ -228,6 +230,11 @@ def read_native(directory: str) -> Weights:
 
 # ------------------------------------------------------------------------------------------------ official layout
 
+def _is_image(config) -> bool:
+    """One-frame clips: the official code builds these models with a Conv2d patch embedding (I-JEPA too)."""
+    return config_lib.clip_shape(config)[0] == 1
+
+
 def _pos_embed_extras(config, kind: str) -> dict:
     """The frozen sin-cos tables official V-JEPA checkpoints carry: {key: [1, N, width]} (none for RoPE)."""
     if config.model.pos_embedding != "sincos":
@@ -242,13 +249,14 @@ def fair_shapes(config) -> dict:
     """{"encoder": {official key: shape}, "predictor": {...}}: the state dicts this config's model exports to."""
     shapes = param_shapes(config)
     return {kind: {**{k: v.shape for k, v in _pos_embed_extras(config, kind).items()},
-                   **layouts.layout_shapes(layouts.FAIR, shapes[kind])} for kind in shapes}
+                   **layouts.layout_shapes(layouts.FAIR, shapes[kind], _is_image(config))} for kind in shapes}
 
 
 def to_fair(weights: Weights) -> dict:
     """{group: official state dict (keys with the module.backbone. prefix)} of `weights`."""
     return {group: {FAIR_PREFIX + k: v for k, v in {**_pos_embed_extras(weights.config, _kind(group)),
-                                                     **layouts.to_layout(layouts.FAIR, tensors)}.items()}
+                                                     **layouts.to_layout(layouts.FAIR, tensors,
+                                                                         _is_image(weights.config))}.items()}
             for group, tensors in weights.groups.items()}
 
 
@@ -295,7 +303,7 @@ def from_fair(groups: dict, config, path: str) -> dict:
             tensors = {k: v for k, v in tensors.items() if k != "pos_embed" or _kind(group) != "encoder"}
         tensors = {k: v for k, v in tensors.items() if k not in extras}
         out[group] = layouts.from_layout(layouts.FAIR, tensors, expected[_kind(group)], path,
-                                         f"the {group} of {describe(config)}")
+                                         f"the {group} of {describe(config)}", _is_image(config))
     return out
 
 
@@ -357,7 +365,7 @@ def config_from_fair(groups: dict, arch: str | None, path: str) -> ml_collection
         if size is None:
             raise ValueError(f"{path}: a ViT of width {width}, {depth} blocks, MLP {mlp_dim} is no known size, and "
                              f"head counts cannot be read from tensors: pass --arch FAMILY_SIZE")
-    frames, crop = 16, 256 if pos == "rope" else 224
+    frames, crop = 1 if patch.ndim == 4 else 16, 256 if pos == "rope" else 224  # Conv2d: an image model
     if pos == "sincos":
         table = encoder.get("pos_embed", (predictor or {}).get("predictor_pos_embed"))
         if table is not None:

@@ -83,8 +83,9 @@ _HF_MODULES = {"patch_embed": "encoder.embeddings.patch_embeddings.proj", "norm"
                "predictor_proj": "predictor.proj"}
 
 
-def link(layout: str, name: str, shape: tuple[int, ...]) -> Link:
-    """Where our tensor `name` (shape `shape`) lives in `layout` ("fair" or "hf")."""
+def link(layout: str, name: str, shape: tuple[int, ...], image: bool = False) -> Link:
+    """Where our tensor `name` (shape `shape`) lives in `layout` ("fair" or "hf"); `image`: a one-frame model, whose
+    official patch embedding is a Conv2d."""
     block = _BLOCK.match(name)
     if block:
         kind, index, rest = block.groups()
@@ -100,26 +101,26 @@ def link(layout: str, name: str, shape: tuple[int, ...]) -> Link:
     module, param = name.rsplit(".", 1)
     if layout == FAIR:
         if name == "patch_embed.kernel":
-            return _conv("patch_embed.proj.weight", conv2d=shape[0] == 1)  # I-JEPA / image models: Conv2d
+            return _conv("patch_embed.proj.weight", conv2d=image)
         return _param("patch_embed.proj" if module == "patch_embed" else module, param)
     if name == "patch_embed.kernel":
         return _conv(f"{_HF_MODULES['patch_embed']}.weight", conv2d=False)
     return _param(_HF_MODULES[module], param)
 
 
-def to_layout(layout: str, flat: dict) -> dict:
+def to_layout(layout: str, flat: dict, image: bool = False) -> dict:
     """Our flat tensors {name: array} -> {their name: array} (numpy in, numpy out; or traced for shapes)."""
     out = {}
     for name, value in flat.items():
-        tensor_link = link(layout, name, tuple(value.shape))
+        tensor_link = link(layout, name, tuple(value.shape), image)
         out.update(zip(tensor_link.names, tensor_link.split(value)))
     return out
 
 
-def layout_shapes(layout: str, shapes: dict) -> dict:
+def layout_shapes(layout: str, shapes: dict, image: bool = False) -> dict:
     """{our name: shape} -> {their name: shape}, without touching any data."""
     abstract = {k: jax.ShapeDtypeStruct(tuple(s), np.float32) for k, s in shapes.items()}
-    return {k: tuple(v.shape) for k, v in jax.eval_shape(lambda f: to_layout(layout, f), abstract).items()}
+    return {k: tuple(v.shape) for k, v in jax.eval_shape(lambda f: to_layout(layout, f, image), abstract).items()}
 
 
 def check_tensors(source: str, expected: dict, found: dict, what: str) -> None:
@@ -137,11 +138,11 @@ def check_tensors(source: str, expected: dict, found: dict, what: str) -> None:
                          f"mis-shaped tensors for {what}: {shown}")
 
 
-def from_layout(layout: str, theirs: dict, expected: dict, source: str, what: str) -> dict:
+def from_layout(layout: str, theirs: dict, expected: dict, source: str, what: str, image: bool = False) -> dict:
     """{their name: numpy array} -> our {name: array} of the `expected` {name: shape}; strict (see check_tensors)."""
-    check_tensors(source, layout_shapes(layout, expected), {k: v.shape for k, v in theirs.items()}, what)
+    check_tensors(source, layout_shapes(layout, expected, image), {k: v.shape for k, v in theirs.items()}, what)
     out = {}
     for name, shape in expected.items():
-        tensor_link = link(layout, name, tuple(shape))
+        tensor_link = link(layout, name, tuple(shape), image)
         out[name] = np.ascontiguousarray(tensor_link.join(tuple(theirs[n] for n in tensor_link.names), tuple(shape)))
     return out

@@ -28,13 +28,14 @@ def read_flat(directory) -> dict:
     return safetensors.numpy.load_file(os.path.join(directory, export.WEIGHTS_FILE))
 
 
-def tiny_config(pos_embedding: str = "rope"):
-    """A small video model: custom width 48 (3 heads of 16), 2 blocks; predictor 24 x 2 (2 heads); 3 mask tokens."""
+def tiny_config(pos_embedding: str = "rope", image: bool = False):
+    """A small video (or one-frame image) model: custom width 48 (3 heads of 16), 2 blocks; predictor 24 x 2
+    (2 heads); 3 mask tokens."""
     config = recipes.vjepa1("micro", 32) if pos_embedding == "sincos" else recipes.vjepa2("micro", epochs=1)
-    config.model.update(size="custom", patch_size=8, tubelet_size=2)
+    config.model.update(size="custom", patch_size=8, tubelet_size=1 if image else 2)
     config.model.custom.update(width=48, depth=2, num_heads=3, mlp_dim=96)
     config.model.predictor.update(width=24, depth=2, num_heads=2, num_mask_tokens=3)
-    config.data.video.update(frames_per_clip=4, crop_size=32)
+    config.data.video.update(frames_per_clip=1 if image else 4, crop_size=32)
     return config
 
 
@@ -71,6 +72,10 @@ def test_fair_keys_and_shapes_match_the_spec_tables():
     assert vitg["encoder"]["blocks.39.attn.qkv.weight"] == (4224, 1408)
     assert vitg["encoder"]["blocks.39.mlp.fc1.weight"] == (6144, 1408)
 
+    ijepa = export.fair_shapes(recipes.ijepa("huge", 14, 224))  # I-JEPA: Conv2d patches, 2D sin-cos table
+    assert ijepa["encoder"]["patch_embed.proj.weight"] == (1280, 3, 14, 14)
+    assert ijepa["encoder"]["pos_embed"] == (1, 256, 1280)
+
 
 def test_layout_conversion_follows_pytorch_conventions():
     """qkv rows are [q; k; v] with heads contiguous; Linear weights are [out, in]; Conv3d is [D, C, t, p, p]."""
@@ -87,16 +92,19 @@ def test_layout_conversion_follows_pytorch_conventions():
 
 # --------------------------------------------------------------------------- round trips
 
-@pytest.mark.parametrize("pos_embedding", ["rope", "sincos"])
-def test_native_fair_native_is_bit_exact(tmp_path, pos_embedding):
-    export.write_native(random_weights(tiny_config(pos_embedding), seed=1), str(tmp_path / "native"))
+@pytest.mark.parametrize("pos_embedding,image", [("rope", False), ("sincos", False), ("sincos", True)])
+def test_native_fair_native_is_bit_exact(tmp_path, pos_embedding, image):
+    export.write_native(random_weights(tiny_config(pos_embedding, image), seed=1), str(tmp_path / "native"))
     export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
     export.import_weights("fair", str(tmp_path / "fair" / "checkpoint.safetensors"), str(tmp_path / "back"))
     original, back = read_flat(tmp_path / "native"), read_flat(tmp_path / "back")
     assert original.keys() == back.keys() and len(original) > 40
     for key, value in original.items():
         np.testing.assert_array_equal(back[key], value, err_msg=key)
-    assert export.load_weights(str(tmp_path / "back")).config.to_dict() == tiny_config(pos_embedding).to_dict()
+    assert export.load_weights(str(tmp_path / "back")).config.to_dict() == tiny_config(pos_embedding, image).to_dict()
+    patch = safetensors.numpy.load_file(tmp_path / "fair" / "checkpoint.safetensors")[
+        "encoder.module.backbone.patch_embed.proj.weight"]
+    assert patch.shape == ((48, 3, 8, 8) if image else (48, 3, 2, 8, 8))  # official: Conv2d for one-frame models
 
 
 def test_native_hf_native_is_bit_exact(tmp_path):
@@ -288,3 +296,36 @@ def test_exported_weights_start_a_new_stage_on_an_fsdp_mesh(tmp_path, ema_run, s
     with pytest.raises(layouts.TensorMismatch, match=r"for the encoder of this run's config.model \(set its fields as "
                                                      r"in .*native/config.json\)"):
         loop.state_from_export(loop.build_run(smoke_config).state, str(tmp_path / "native"))
+
+
+def test_a_config_written_before_the_exchange_fields_still_loads(tmp_path):
+    """Runs saved before model.custom / predictor.num_mask_tokens existed: the new fields get their defaults."""
+    from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    old = json.loads(config_lib.load(TINY_WORLD).to_json())
+    del old["model"]["custom"], old["model"]["predictor"]["num_mask_tokens"]
+    config = config_lib.from_dict(old)
+    assert config.model.custom.width == 0 and config_lib.num_mask_tokens(config) == 2
+    assert list(config.masks) == list(old["masks"])
+    assert export.param_shapes(config)["predictor"]["mask_tokens"] == (2, 64)
+
+
+def test_core_package_works_without_torch(tmp_path):
+    """With torch unimportable: native and fair-safetensors export work, and reading a .pt says what to install."""
+    export.write_native(random_weights(tiny_config(), seed=6), str(tmp_path / "native"))
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04")
+    script = f"""
+import sys
+sys.modules["torch"] = None  # import torch now fails
+from jepa_jax import export
+print(export.export({str(tmp_path / 'native')!r}, {str(tmp_path / 'fair')!r}, "fair")["files"])
+try:
+    export.read_fair({str(tmp_path / 'model.pt')!r})
+except ValueError as err:
+    print(err)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False,
+                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    files, message = result.stdout.strip().splitlines()[-2:]
+    assert files.endswith("checkpoint.safetensors']")
+    assert "reading PyTorch files needs torch: pip install 'jepa_jax[interop]'" in message

@@ -194,3 +194,45 @@ def test_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
     (tmp_path / "notes.pt").write_text("these are not weights\n")
     with pytest.raises(ValueError, match=r"notes.pt is not a PyTorch checkpoint .*expected a .pt / .pth.tar file"):
         export.import_weights("fair", str(tmp_path / "notes.pt"), str(tmp_path / "out"))
+
+
+def _official_to_hf(state_dict: dict) -> dict:
+    """Official V-JEPA 2 keys (vjepa_spec.md 8.3, 8.4) -> VJEPA2Model keys, written from the two layouts' module
+    names: fused qkv rows [q; k; v] split in three, mask_tokens.k stacked."""
+    out, tokens = {}, {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.backbone.")
+        if key.startswith("mask_tokens."):
+            tokens[int(key.split(".")[1])] = value
+            continue
+        for old, new in (("patch_embed.", "encoder.embeddings.patch_embeddings."), ("norm.", "encoder.layernorm."),
+                         ("predictor_embed.", "predictor.embeddings.predictor_embeddings."),
+                         ("predictor_norm.", "predictor.layernorm."), ("predictor_proj.", "predictor.proj."),
+                         ("predictor_blocks.", "predictor.layer."), ("blocks.", "encoder.layer.")):
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        key = key.replace(".attn.", ".attention.")
+        if ".attention.qkv." in key:
+            for part, chunk in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                out[key.replace(".qkv.", f".{part}.")] = chunk
+        else:
+            out[key] = value
+    out["predictor.embeddings.mask_tokens"] = torch.stack([tokens[k] for k in sorted(tokens)])
+    return out
+
+
+def test_fair_export_has_the_official_numerics(tmp_path):
+    """Our official-layout .pt, renamed key by key to VJEPA2Model's modules, loads strictly and gives our outputs."""
+    case = HF_CASES["w120_h3_t1"]
+    config = export.config_from_hf(case, "case")
+    export.write_native(random_weights(config, seed=8, groups=("encoder", "predictor")), str(tmp_path / "ours"))
+    export.export(str(tmp_path / "ours"), str(tmp_path / "fair"), "fair")
+    saved = torch.load(tmp_path / "fair" / "checkpoint.pt", weights_only=True)
+    model = transformers.VJEPA2Model(transformers.VJEPA2Config(**case)).eval()
+    model.load_state_dict(_official_to_hf({**saved["encoder"], **saved["predictor"]}), strict=True)
+    video, context_idx, target_idx = clip_and_masks(case, seed=9)
+    want_features, want_predictions = ours(tmp_path / "ours", video, context_idx, target_idx)
+    features, predictions = hf_outputs(model, video, context_idx, target_idx)
+    assert np.abs(features - want_features).max() <= TOLERANCE
+    assert np.abs(predictions - want_predictions).max() <= TOLERANCE
