@@ -128,16 +128,25 @@ def parse_init_from(spec: str) -> tuple[str, int | None]:
     head, separator, tail = spec.rpartition(":")
     if separator and tail.isdigit():
         run_dir, step = head, int(tail)
+    try:
+        return run_dir, resolve_step(run_dir, step)
+    except ValueError as err:
+        raise ValueError(f"config.train.init_from={spec!r}: {err}: give the directory of a `jepa-jax train` run, "
+                         f"optionally :STEP, or a `jepa-jax export`/`import` folder") from None
+
+
+def resolve_step(run_dir: str, step: int | None = None) -> int:
+    """`step` if it is a complete checkpoint of the run directory, else (None) its newest; one-line ValueError if
+    there is no such checkpoint. Creates nothing."""
     steps = []
     if os.path.isdir(os.path.join(run_dir, "checkpoints")):
         checkpointer = Checkpointer(run_dir)
         steps = checkpointer.steps()
         checkpointer.close()
     if not steps or (step is not None and step not in steps):
-        raise ValueError(f"config.train.init_from={spec!r}: no complete checkpoint{'' if step is None else f' {step}'}"
-                         f" in {os.path.join(run_dir, 'checkpoints')} (found {steps}): give the directory of a "
-                         f"`jepa-jax train` run, optionally :STEP, or a `jepa-jax export`/`import` folder")
-    return run_dir, steps[-1] if step is None else step
+        raise ValueError(f"no complete checkpoint{'' if step is None else f' {step}'} in "
+                         f"{os.path.join(run_dir, 'checkpoints')} (found {steps})")
+    return steps[-1] if step is None else step
 
 
 def abstract_like(tree):

@@ -82,6 +82,12 @@ def _fill_missing(fields: dict, defaults: dict) -> dict:
     return out
 
 
+def write_json(config: ml_collections.ConfigDict, path: str) -> None:
+    """The resolved config as JSON, in field order (config.masks order = mask-token order); `load_run` reads it."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(config.to_json_best_effort(indent=2))
+
+
 def from_dict(fields: dict) -> ml_collections.ConfigDict:
     """A resolved config from its JSON form (config.json, or the copy inside a checkpoint); fields added to the
     schema since it was written get their defaults."""

@@ -27,7 +27,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from jepa_jax import checkpoint, config as config_lib, layouts, recipes
+from jepa_jax import checkpoint, config as config_lib, layouts, metrics as metrics_lib, recipes
 from jepa_jax.models import posemb, vit
 
 GROUPS = ("encoder", "target_encoder", "predictor")
@@ -186,14 +186,9 @@ def _write_safetensors(tensors: dict, path: str, metadata: dict) -> None:
     safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
 
 
-def _write_config(config, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(config.to_json_best_effort(indent=2))  # field order kept: config.masks order = mask-token order
-
-
 # ------------------------------------------------------------------------------------------------ native
 
-def write_native(weights: Weights, out: str, groups=GROUPS, card: str | None = None) -> list[str]:
+def write_native(weights: Weights, out: str, groups=GROUPS) -> list[str]:
     """Write OUT/model.safetensors (the chosen groups present in `weights`), config.json and README.md."""
     chosen = [g for g in groups if g in weights.groups]
     if not chosen:
@@ -202,9 +197,9 @@ def write_native(weights: Weights, out: str, groups=GROUPS, card: str | None = N
     tensors = {f"{g}.{k}": v for g in chosen for k, v in weights.groups[g].items()}
     _write_safetensors(tensors, os.path.join(out, WEIGHTS_FILE),
                        {"format": "jepa_jax", "groups": ",".join(chosen), "step": str(weights.step)})
-    _write_config(weights.config, os.path.join(out, "config.json"))
+    config_lib.write_json(weights.config, os.path.join(out, "config.json"))
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
-        f.write(card or model_card(weights, chosen))
+        f.write(model_card(weights, chosen))
     return chosen
 
 
@@ -254,9 +249,10 @@ def fair_shapes(config) -> dict:
 
 def to_fair(weights: Weights) -> dict:
     """{group: official state dict (keys with the module.backbone. prefix)} of `weights`."""
-    return {group: {FAIR_PREFIX + k: v for k, v in {**_pos_embed_extras(weights.config, _kind(group)),
-                                                     **layouts.to_layout(layouts.FAIR, tensors,
-                                                                         _is_image(weights.config))}.items()}
+    extras = {kind: _pos_embed_extras(weights.config, kind) for kind in ("encoder", "predictor")}
+    image = _is_image(weights.config)
+    return {group: {FAIR_PREFIX + k: v for k, v in {**extras[_kind(group)],
+                                                     **layouts.to_layout(layouts.FAIR, tensors, image)}.items()}
             for group, tensors in weights.groups.items()}
 
 
@@ -294,9 +290,10 @@ def from_fair(groups: dict, config, path: str) -> dict:
     """Official state dicts -> our {group: flat tensors}, strict. RoPE checkpoints may carry an unused pos_embed
     (the released V-JEPA 2 files do; the official hub loader ignores it too)."""
     expected = param_shapes(config)
+    all_extras = {kind: _pos_embed_extras(config, kind) for kind in ("encoder", "predictor")}
     out = {}
     for group, tensors in groups.items():
-        extras = _pos_embed_extras(config, _kind(group))
+        extras = all_extras[_kind(group)]
         for key in extras:
             _check_pos_embed(tensors, key, extras, path)
         if config.model.pos_embedding == "rope":
@@ -502,13 +499,9 @@ def load_weights(path: str, step: int | None = None) -> Weights:
     if not os.path.isdir(os.path.join(path, "checkpoints")):
         raise FileNotFoundError(f"{path} is neither a `jepa-jax export`/`import` folder ({WEIGHTS_FILE} + "
                                 f"config.json) nor a `jepa-jax train` run directory (checkpoints/)")
+    step = checkpoint.resolve_step(path, step)
     checkpointer = checkpoint.Checkpointer(path)
     try:
-        steps = checkpointer.steps()
-        if not steps or (step is not None and step not in steps):
-            raise ValueError(f"{path}/checkpoints has no complete checkpoint {'' if step is None else step} "
-                             f"(found {steps})")
-        step = steps[-1] if step is None else step
         config = config_lib.from_dict(checkpointer.restore_config(step))
         restored = checkpointer.restore_params(step)
     finally:
@@ -569,13 +562,7 @@ def _metrics_at(run_dir: str, step: int | None) -> dict:
     path = os.path.join(run_dir, "metrics.jsonl")
     if step is None or not os.path.isfile(path):
         return {}
-    last = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            if record.get("step", 0) <= step:
-                last = record
-    return last
+    return ([{}] + [r for r in metrics_lib.read_jsonl(path) if r["step"] <= step])[-1]
 
 
 def model_card(weights: Weights, groups) -> str:
@@ -591,7 +578,7 @@ def model_card(weights: Weights, groups) -> str:
              f"- Objective: {config.objective}; trained {weights.step if weights.step is not None else 'unknown'} "
              f"steps at batch {config.data.batch_size}; clips {frames} frames at {crop}x{crop}.",
              f"- Data: {data}.", f"- Source: {weights.source}.",
-             f"- Groups: " + ", ".join(f"{g} ({counts[g]:,} parameters)" for g in groups) + ".",
+             "- Groups: " + ", ".join(f"{g} ({counts[g]:,} parameters)" for g in groups) + ".",
              f"- Metrics at this step: {json.dumps(shown) if shown else 'not logged'}.", "",
              "Load it with `jepa_jax.load(DIR)` (`.features(video_uint8[B, T, H, W, 3])` -> [B, N, D]), extract "
              "features with `jepa-jax extract --model DIR --data MANIFEST --out FILE`, or continue training with "

@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 
 from jepa_jax import config as config_lib, export
-from jepa_jax.data import images, sources, transforms, video as video_lib
+from jepa_jax.data import pipeline, sources, transforms, video as video_lib
 from jepa_jax.models import vit
 from jepa_jax.train import step as step_lib
 
@@ -87,7 +87,7 @@ class PretrainedModel:
             keeps the visible tokens' features (Hugging Face VJEPA2Model, V-JEPA 2 anticipation).
         """
         if self.predictor is None:
-            raise ValueError(f"these weights have no predictor: export them with the predictor group")
+            raise ValueError("these weights have no predictor: export them with the predictor group")
         if context not in CONTEXTS:
             raise ValueError(f"context={context!r}: choose one of {list(CONTEXTS)}")
         _check_video(video)
@@ -113,12 +113,8 @@ def load(path: str, *, step: int | None = None, encoder: str = "auto") -> Pretra
 
 def _eval_clip(path: str, config, frames: int, crop: int) -> np.ndarray:
     """The centred evaluation clip of a video (or a still image as a clip): uint8 [frames, crop, crop, 3]."""
-    if images.is_image(path):
-        clip = images.image_clip(path, frames)
-    else:
-        v = config.data.video
-        sampling = dict(frame_step=v.frame_step) if v.frame_step > 0 else dict(target_fps=v.fps)
-        clip = video_lib.load_clip(path, frames, None, **sampling)[0][0]
+    v = config.data.video
+    clip = pipeline.read_clip(path, frames, None, frame_step=v.frame_step or None, target_fps=v.fps or None)
     return transforms.eval_transform(clip, crop)
 
 

@@ -20,6 +20,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_WORLD = os.path.join(REPO, "experiments", "configs", "tiny_world.py")
 
 
+def run_cli(*args, **env):
+    """`jepa-jax ARGS...` in a subprocess from the repo root (environment plus `env`); the CompletedProcess."""
+    import subprocess  # pylint: disable=g-import-not-at-top
+    import sys  # pylint: disable=g-import-not-at-top
+    return subprocess.run([sys.executable, "-m", "jepa_jax.cli", *args], cwd=REPO, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
 def require(module: str):
     """Import an optional extra (e.g. torch): skipped where it is not installed, but a failure when
     JEPA_JAX_REQUIRE_EXTRAS=1 (CI installs every extra, so a missing one must not pass as a skip)."""

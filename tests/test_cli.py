@@ -3,17 +3,14 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, TINY_WORLD
+from tests.conftest import REPO, TINY_WORLD, run_cli
 
 
 def jepa_jax(*args, workdir):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    return subprocess.run([sys.executable, "-m", "jepa_jax.cli", *args, "--workdir", str(workdir)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    return run_cli(*args, "--workdir", str(workdir), XLA_FLAGS="--xla_force_host_platform_device_count=2")
 
 
 def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tmp_path):
@@ -110,11 +107,8 @@ def test_tpu_scripts_parse():
 
 
 def test_dry_run_prints_mesh_parameter_counts_and_bytes_without_training(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    result = subprocess.run([sys.executable, "-m", "jepa_jax.cli", "train", "--config",
-                             os.path.join(REPO, "experiments", "configs", "vjepa_vitl16.py"), "--dry_run",
-                             "--workdir", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=600, check=False)
+    result = run_cli("train", "--config", os.path.join(REPO, "experiments", "configs", "vjepa_vitl16.py"), "--dry_run",
+                     "--workdir", str(tmp_path), XLA_FLAGS="--xla_force_host_platform_device_count=8")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}

@@ -12,7 +12,7 @@ import safetensors.numpy
 
 import jepa_jax
 from jepa_jax import export, layouts, pretrained, recipes
-from tests.conftest import REPO, TINY_WORLD
+from tests.conftest import TINY_WORLD, run_cli
 
 
 def random_weights(config, seed: int, groups=export.GROUPS) -> export.Weights:
@@ -200,24 +200,18 @@ def test_truncated_or_foreign_safetensors_is_one_line(tmp_path, fair_file):
 
 # --------------------------------------------------------------------------- a real run, the CLI, extraction
 
-def _cli(*args, cwd=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "jepa_jax.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd or REPO, timeout=600, check=False)
-
-
 @pytest.fixture(scope="module", name="ema_run")
 def ema_run_fixture(tmp_path_factory):
     """A 4-step EMA-objective run of the nano model on the built-in world (has a target encoder)."""
     workdir = tmp_path_factory.mktemp("run")
-    result = _cli("train", "--config", f"{TINY_WORLD}:smoke", "--workdir", str(workdir), "--config.objective=ema",
+    result = run_cli("train", "--config", f"{TINY_WORLD}:smoke", "--workdir", str(workdir), "--config.objective=ema",
                   "--config.probe.report=False")
     assert result.returncode == 0, result.stderr[-2000:]
     return workdir
 
 
 def test_run_exports_and_loads_with_features_and_predictions(tmp_path, ema_run):
-    result = _cli("export", "--run", str(ema_run), "--out", str(tmp_path / "native"), "--format", "native")
+    result = run_cli("export", "--run", str(ema_run), "--out", str(tmp_path / "native"), "--format", "native")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["step"] == 4 and summary["groups"] == ["encoder", "target_encoder", "predictor"]
@@ -238,17 +232,17 @@ def test_run_exports_and_loads_with_features_and_predictions(tmp_path, ema_run):
 
 
 def test_cli_export_import_and_errors(tmp_path, ema_run):
-    assert _cli("export", "--run", str(ema_run), "--out", str(tmp_path / "fair"), "--format", "fair").returncode == 0
-    result = _cli("import", "--from", "fair", "--src", str(tmp_path / "fair" / "checkpoint.safetensors"),
+    assert run_cli("export", "--run", str(ema_run), "--out", str(tmp_path / "fair"), "--format", "fair").returncode == 0
+    result = run_cli("import", "--from", "fair", "--src", str(tmp_path / "fair" / "checkpoint.safetensors"),
                   "--out", str(tmp_path / "back"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["groups"] == ["encoder", "target_encoder", "predictor"]
     (tmp_path / "junk.safetensors").write_text("junk")
-    result = _cli("import", "--from", "fair", "--src", str(tmp_path / "junk.safetensors"), "--out", str(tmp_path / "x"))
+    result = run_cli("import", "--from", "fair", "--src", str(tmp_path / "junk.safetensors"), "--out", str(tmp_path / "x"))
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("jepa-jax: error: ")
     assert "junk.safetensors is not a readable safetensors file" in result.stderr
-    result = _cli("export", "--run", str(ema_run), "--out", str(tmp_path / "y"), "--format", "onnx")
+    result = run_cli("export", "--run", str(ema_run), "--out", str(tmp_path / "y"), "--format", "onnx")
     assert result.returncode != 0 and "--format 'onnx' is unknown" in result.stderr
 
 
@@ -260,7 +254,7 @@ def test_extract_writes_pooled_features_and_skips_bad_videos(tmp_path, ema_run):
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     lines.insert(1, f"{tmp_path / 'broken.mp4'} 9")
     (tmp_path / "clips.csv").write_text("\n".join(lines) + "\n")
-    result = _cli("extract", "--model", str(ema_run), "--data", str(tmp_path / "clips.csv"), "--out",
+    result = run_cli("extract", "--model", str(ema_run), "--data", str(tmp_path / "clips.csv"), "--out",
                   str(tmp_path / "features.npy"), "--batch_size", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -89,6 +89,15 @@ class AugmentClip:
                                                     self.aspect_ratio, self.flip_p)}
 
 
+def read_clip(path: str, frames_per_clip: int, rng: np.random.Generator | None, *, frame_step: int | None,
+              target_fps: float | None) -> np.ndarray:
+    """uint8 [T, H, W, 3]: a clip of a video (official temporal sampling; rng None: the centred window), or an image
+    file as a still clip of repeated frames. Raises video.VideoError for unusable files."""
+    if images.is_image(path):
+        return images.image_clip(path, frames_per_clip)
+    return video.load_clip(path, frames_per_clip, rng, frame_step=frame_step, target_fps=target_fps)[0][0]
+
+
 class LoadVideoClip:
     """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [T, S, S, 3], "bad_files": [R]}.
 
@@ -113,9 +122,8 @@ class LoadVideoClip:
         for attempt in range(self.max_retries + 1):
             path = source[index]["path"]
             try:
-                clip = (images.image_clip(path, self.frames_per_clip) if images.is_image(path) else
-                        video.load_clip(path, self.frames_per_clip, rng, frame_step=self.frame_step,
-                                        target_fps=self.target_fps)[0][0])
+                clip = read_clip(path, self.frames_per_clip, rng, frame_step=self.frame_step,
+                                 target_fps=self.target_fps)
             except video.VideoError as err:
                 bad[video.REASONS.index(err.reason)] += 1
                 BAD_FILES.record(err)

@@ -161,8 +161,7 @@ def dry_run(config, devices=None) -> dict:
 
 def write_config(config, workdir: str) -> None:
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=2))  # field order kept: config.masks order = mask token
+        config_lib.write_json(config, os.path.join(workdir, "config.json"))
 
 
 class PreemptionWatch:
