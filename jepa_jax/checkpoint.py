@@ -92,11 +92,11 @@ class Checkpointer:
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
     def restore_params(self, step: int, device=None) -> dict:
-        """Only the model weights of checkpoint `step`, on one device (default the first): {"params": {"encoder",
-        "predictor"}, "ema_params": target encoder or None}. The optimizer state is not read."""
+        """Only the model weights of checkpoint `step`, on one device (default this process's first):
+        {"params": {"encoder", "predictor"}, "ema_params": target encoder or None}. The optimizer state is not read."""
         stored = self._state_metadata(step)
         wanted = {k: stored[k] for k in ("params", "ema_params") if stored[k] is not None}
-        sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+        sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), wanted)
         restored = ocp.PyTreeCheckpointer().restore(
             os.path.join(self.directory, str(step), "state"),
@@ -114,25 +114,6 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
-
-
-WEIGHTS_FILE = "model.safetensors"  # the weights of a `jepa-jax export` / `import` folder (jepa_jax.export)
-
-
-def parse_init_from(spec: str) -> tuple[str, int | None]:
-    """"RUN_DIR[:STEP]" -> (run dir, step; default the newest); an export/import folder -> (folder, None).
-    One-line error if there is no such checkpoint."""
-    if os.path.isfile(os.path.join(spec, WEIGHTS_FILE)):
-        return spec, None
-    run_dir, step = spec, None
-    head, separator, tail = spec.rpartition(":")
-    if separator and tail.isdigit():
-        run_dir, step = head, int(tail)
-    try:
-        return run_dir, resolve_step(run_dir, step)
-    except ValueError as err:
-        raise ValueError(f"config.train.init_from={spec!r}: {err}: give the directory of a `jepa-jax train` run, "
-                         f"optionally :STEP, or a `jepa-jax export`/`import` folder") from None
 
 
 def resolve_step(run_dir: str, step: int | None = None) -> int:

@@ -166,7 +166,7 @@ def _main(argv) -> None:
     elif config.data.source != "balls":
         raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
                          f"{config.data.source!r} has no ground-truth states to probe")
-    result = report.world_report(loop.build_run(config), workdir)
+    result = report.world_report(config, workdir)
     with open(result["paths"]["report.md"], encoding="utf-8") as f:
         print(f.read())
 

@@ -162,9 +162,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.model.pos_embedding == "rope" and posemb.rope_axis_dim(
             config.model.predictor.width // config.model.predictor.num_heads) == 0:
         raise ValueError("config.model.predictor: head dim width/num_heads must be >= 6 for 3D RoPE")
-    if config.train.init_from:
-        from jepa_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax only when needed)
-        checkpoint.parse_init_from(config.train.init_from)
+    if not isinstance(config.monitor.every, int) or config.monitor.every < 0:
+        raise ValueError(f"config.monitor.every={config.monitor.every!r} must be 0 (every logged step) or a positive "
+                         f"number of steps")
     if not all(0 < f <= 1 for f in config.probe.at_fractions):
         raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
 
@@ -194,6 +194,12 @@ def token_grid(config) -> tuple[int, int, int]:
     """(T', H', W') of the configured clips."""
     frames, size = clip_shape(config)
     return vit.token_grid((1, frames, size, size, 3), config.model.patch_size, config.model.tubelet_size)
+
+
+def probe_steps(config) -> list[int]:
+    """Steps whose train state is checkpointed for the probe learning curve: 0 (random init) and the fractions."""
+    steps = config.train.steps
+    return sorted({0} | {max(1, round(f * steps)) for f in config.probe.at_fractions})
 
 
 def build_maskers(config) -> list:

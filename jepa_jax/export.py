@@ -12,27 +12,21 @@ Reading never runs pickled code (safetensors, or torch.load(weights_only=True)),
 missing, unexpected or mis-shaped tensor fails with the list of offending names and shapes.
 """
 
-import dataclasses
 import json
 import math
 import os
 import re
 import zipfile
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import safetensors
-import safetensors.numpy
 
-from jepa_jax import checkpoint, config as config_lib, layouts, metrics as metrics_lib, recipes
+from jepa_jax import checkpoint, config as config_lib, layouts, metrics as metrics_lib, native, recipes
 from jepa_jax.models import posemb, vit
 
-GROUPS = ("encoder", "target_encoder", "predictor")
+GROUPS = native.GROUPS
 FORMATS = ("native", "fair", "hf")
-WEIGHTS_FILE = checkpoint.WEIGHTS_FILE
+WEIGHTS_FILE = native.WEIGHTS_FILE
 FAIR_PREFIX = "module.backbone."  # DistributedDataParallel + MultiSeqWrapper, as official training saves
 FAIR_FILES = ("checkpoint.safetensors", "checkpoint.pt")
 # Entries of official training checkpoints that are not model weights.
@@ -43,77 +37,7 @@ ARCH_FAMILIES = {"vjepa": "sincos", "vjepa2": "rope"}  # V-JEPA: sin-cos positio
 V2_PREDICTOR_HEADS = 12  # V-JEPA's predictor uses the encoder's head count (vjepa_spec.md 2.1)
 
 
-@dataclasses.dataclass
-class Weights:
-    """A model's weights: `groups` maps "encoder" / "target_encoder" / "predictor" to {our name: float32 array}."""
-    config: ml_collections.ConfigDict
-    groups: dict
-    step: int | None = None
-    source: str = ""
-
-
-# ------------------------------------------------------------------------------------------------ our parameters
-
-def flatten(tree, leaf=np.asarray, prefix: str = "") -> dict:
-    """Nested parameter dict -> {"blocks_0.attn.qkv.kernel": leaf(array)} (default: numpy arrays)."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        flat.update(flatten(value, leaf, name + ".") if isinstance(value, dict) else {name: leaf(value)})
-    return flat
-
-
-def unflatten(flat: dict) -> dict:
-    tree = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
-def param_shapes(config) -> dict:
-    """{"encoder": {name: shape}, "predictor": {name: shape}} of the config's models (nothing is allocated)."""
-    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
-    m, key = config.model, jax.random.key(0)
-    video = jax.ShapeDtypeStruct((1, 2 * m.tubelet_size, m.patch_size, m.patch_size, 3), jnp.float32)
-    context = jax.ShapeDtypeStruct((1, 1, config_lib.encoder_size(config).width), jnp.float32)
-    index = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-    shapes = {
-        "encoder": jax.eval_shape(lambda v: nn.meta.unbox(encoder.init(key, v)["params"]), video),
-        "predictor": jax.eval_shape(lambda c, i: nn.meta.unbox(predictor.init(key, c, i, i, (2, 1, 1))["params"]),
-                                    context, index),
-    }
-    return {group: flatten(tree, lambda x: tuple(x.shape)) for group, tree in shapes.items()}
-
-
-def _kind(group: str) -> str:
-    return "predictor" if group == "predictor" else "encoder"
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())[:300]
-
-
 # ------------------------------------------------------------------------------------------------ files
-
-def read_safetensors(path: str) -> tuple[dict, dict]:
-    """({name: numpy array}, metadata) of a safetensors file (bf16 tensors come back as float32)."""
-    try:
-        with safetensors.safe_open(path, framework="np") as f:
-            metadata = f.metadata() or {}
-            bf16 = [k for k in f.keys() if f.get_slice(k).get_dtype() == "BF16"]
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k not in bf16}
-        if bf16:  # numpy has no bfloat16: read those through JAX
-            with safetensors.safe_open(path, framework="flax") as f:
-                tensors.update({k: np.asarray(f.get_tensor(k), np.float32) for k in bf16})
-        return tensors, metadata
-    except (safetensors.SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file ({_one_line(err)}): re-export or "
-                         f"re-download it") from None
-
 
 def _torch_load(path: str):
     """torch.load(weights_only=True): plain containers of tensors only; one-line errors otherwise."""
@@ -130,7 +54,7 @@ def _torch_load(path: str):
             raise ValueError(f"refusing to load {path}: it holds Python objects besides tensors, which "
                              f"torch.load(weights_only=True) will not run; get the weights as safetensors or "
                              f"convert them where you trust the file") from None
-        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {_one_line(err)}): expected "
+        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {native.one_line(err)}): expected "
                          f"a .pt / .pth.tar file written by torch.save") from None
 
 
@@ -167,7 +91,7 @@ def read_fair(path: str) -> tuple[dict, dict | None]:
         raise FileNotFoundError(f"{path} does not exist: give an official checkpoint (.pt, .pth.tar) or the "
                                 f"checkpoint.safetensors of a `jepa-jax export --format fair`")
     if path.endswith(".safetensors"):
-        tensors, metadata = read_safetensors(path)
+        tensors, metadata = native.read_safetensors(path)
         return _grouped(tensors, path), json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
     content = _torch_load(path)
     if not isinstance(content, dict):
@@ -182,45 +106,15 @@ def read_fair(path: str) -> tuple[dict, dict | None]:
     return groups, json.loads(content[CONFIG_KEY]) if CONFIG_KEY in content else None
 
 
-def _write_safetensors(tensors: dict, path: str, metadata: dict) -> None:
-    safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
-
-
 # ------------------------------------------------------------------------------------------------ native
 
-def write_native(weights: Weights, out: str, groups=GROUPS) -> list[str]:
-    """Write OUT/model.safetensors (the chosen groups present in `weights`), config.json and README.md."""
-    chosen = [g for g in groups if g in weights.groups]
-    if not chosen:
-        raise ValueError(f"{weights.source} has none of the groups {list(groups)} (it has {sorted(weights.groups)})")
-    os.makedirs(out, exist_ok=True)
-    tensors = {f"{g}.{k}": v for g in chosen for k, v in weights.groups[g].items()}
-    _write_safetensors(tensors, os.path.join(out, WEIGHTS_FILE),
-                       {"format": "jepa_jax", "groups": ",".join(chosen), "step": str(weights.step)})
-    config_lib.write_json(weights.config, os.path.join(out, "config.json"))
+def write_native(weights: native.Weights, out: str, groups=GROUPS) -> list[str]:
+    """Write a native folder (model.safetensors + config.json, see `jepa_jax.native`) and its README.md model card;
+    returns the groups written."""
+    chosen = native.write(weights, out, groups)
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
         f.write(model_card(weights, chosen))
     return chosen
-
-
-def read_native(directory: str) -> Weights:
-    """Weights of a native export folder, checked strictly against the model its config.json describes."""
-    path = os.path.join(directory, WEIGHTS_FILE)
-    config = config_lib.load_run(directory)
-    flat, metadata = read_safetensors(path)
-    step = metadata.get("step", "None")
-    groups = {}
-    for key, value in flat.items():
-        group, _, name = key.partition(".")
-        groups.setdefault(group, {})[name] = value
-    expected = param_shapes(config)
-    unknown = sorted(set(groups) - set(GROUPS))
-    if unknown:
-        raise layouts.TensorMismatch(f"{path}: unexpected groups {unknown}: expected some of {list(GROUPS)}")
-    for group, tensors in groups.items():
-        layouts.check_tensors(path, expected[_kind(group)], {k: v.shape for k, v in tensors.items()},
-                              f"the {group} of the model in {directory}/config.json")
-    return Weights(config, groups, None if step == "None" else int(step), directory)
 
 
 # ------------------------------------------------------------------------------------------------ official layout
@@ -242,27 +136,27 @@ def _pos_embed_extras(config, kind: str) -> dict:
 
 def fair_shapes(config) -> dict:
     """{"encoder": {official key: shape}, "predictor": {...}}: the state dicts this config's model exports to."""
-    shapes = param_shapes(config)
+    shapes = native.param_shapes(config)
     return {kind: {**{k: v.shape for k, v in _pos_embed_extras(config, kind).items()},
                    **layouts.layout_shapes(layouts.FAIR, shapes[kind], _is_image(config))} for kind in shapes}
 
 
-def to_fair(weights: Weights) -> dict:
+def to_fair(weights: native.Weights) -> dict:
     """{group: official state dict (keys with the module.backbone. prefix)} of `weights`."""
     extras = {kind: _pos_embed_extras(weights.config, kind) for kind in ("encoder", "predictor")}
     image = _is_image(weights.config)
-    return {group: {FAIR_PREFIX + k: v for k, v in {**extras[_kind(group)],
+    return {group: {FAIR_PREFIX + k: v for k, v in {**extras[native.kind(group)],
                                                      **layouts.to_layout(layouts.FAIR, tensors, image)}.items()}
             for group, tensors in weights.groups.items()}
 
 
-def write_fair(weights: Weights, out: str) -> list[str]:
+def write_fair(weights: native.Weights, out: str) -> list[str]:
     """OUT/checkpoint.safetensors, and OUT/checkpoint.pt when torch is installed; returns the files written."""
     os.makedirs(out, exist_ok=True)
     fair = to_fair(weights)
     written = [os.path.join(out, FAIR_FILES[0])]
     config_json = weights.config.to_json_best_effort()
-    _write_safetensors({f"{g}.{k}": v for g, sd in fair.items() for k, v in sd.items()}, written[0],
+    native.write_safetensors({f"{g}.{k}": v for g, sd in fair.items() for k, v in sd.items()}, written[0],
                        {"format": "pt", "layout": "vjepa-official", CONFIG_KEY: config_json})
     try:
         import torch  # pylint: disable=g-import-not-at-top
@@ -278,28 +172,28 @@ def _check_pos_embed(tensors: dict, key: str, expected: dict, path: str) -> None
     if key not in expected:
         return
     if key not in tensors:
-        raise layouts.TensorMismatch(f"{path}: missing {key} {expected[key].shape}: a V-JEPA (sin-cos) checkpoint "
+        raise native.TensorMismatch(f"{path}: missing {key} {expected[key].shape}: a V-JEPA (sin-cos) checkpoint "
                                      f"carries it")
     found = tensors[key]
     if found.shape != expected[key].shape or not np.allclose(found, expected[key], atol=1e-5):
-        raise layouts.TensorMismatch(f"{path}: {key} {found.shape} is not the 3D sin-cos table {expected[key].shape} "
+        raise native.TensorMismatch(f"{path}: {key} {found.shape} is not the 3D sin-cos table {expected[key].shape} "
                                      f"of this architecture: another grid or an interpolated table")
 
 
 def from_fair(groups: dict, config, path: str) -> dict:
     """Official state dicts -> our {group: flat tensors}, strict. RoPE checkpoints may carry an unused pos_embed
     (the released V-JEPA 2 files do; the official hub loader ignores it too)."""
-    expected = param_shapes(config)
+    expected = native.param_shapes(config)
     all_extras = {kind: _pos_embed_extras(config, kind) for kind in ("encoder", "predictor")}
     out = {}
     for group, tensors in groups.items():
-        extras = all_extras[_kind(group)]
+        extras = all_extras[native.kind(group)]
         for key in extras:
             _check_pos_embed(tensors, key, extras, path)
         if config.model.pos_embedding == "rope":
-            tensors = {k: v for k, v in tensors.items() if k != "pos_embed" or _kind(group) != "encoder"}
+            tensors = {k: v for k, v in tensors.items() if k != "pos_embed" or native.kind(group) != "encoder"}
         tensors = {k: v for k, v in tensors.items() if k not in extras}
-        out[group] = layouts.from_layout(layouts.FAIR, tensors, expected[_kind(group)], path,
+        out[group] = layouts.from_layout(layouts.FAIR, tensors, expected[native.kind(group)], path,
                                          f"the {group} of {describe(config)}", _is_image(config))
     return out
 
@@ -422,7 +316,7 @@ def hf_config(config) -> dict:
             "pred_zero_init_mask_tokens": True}
 
 
-def encoder_group(weights: Weights, encoder: str = "auto") -> str:
+def encoder_group(weights: native.Weights, encoder: str = "auto") -> str:
     """The encoder to use where only one fits (HF export, features): "auto" = the EMA target encoder if the weights
     have one (what V-JEPA evaluations use), else the online encoder; or "target" / "online"."""
     if encoder == "auto":
@@ -433,7 +327,7 @@ def encoder_group(weights: Weights, encoder: str = "auto") -> str:
     return group
 
 
-def write_hf(weights: Weights, out: str, encoder: str = "auto") -> list[str]:
+def write_hf(weights: native.Weights, out: str, encoder: str = "auto") -> list[str]:
     """OUT/config.json + OUT/model.safetensors loadable by transformers.VJEPA2Model.from_pretrained(OUT)."""
     reasons = hf_unsupported(weights.config)
     if reasons:
@@ -442,7 +336,7 @@ def write_hf(weights: Weights, out: str, encoder: str = "auto") -> list[str]:
         raise ValueError(f"{weights.source} has no predictor: VJEPA2Model needs one (export with the predictor)")
     os.makedirs(out, exist_ok=True)
     flat = {**weights.groups[encoder_group(weights, encoder)], **weights.groups["predictor"]}
-    _write_safetensors(layouts.to_layout(layouts.HF, flat), os.path.join(out, WEIGHTS_FILE), {"format": "pt"})
+    native.write_safetensors(layouts.to_layout(layouts.HF, flat), os.path.join(out, WEIGHTS_FILE), {"format": "pt"})
     with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_config(weights.config), f, indent=2)
     return [os.path.join(out, "config.json"), os.path.join(out, WEIGHTS_FILE)]
@@ -466,7 +360,7 @@ def read_hf(directory: str) -> tuple[dict, dict]:
         files = [WEIGHTS_FILE]
     tensors = {}
     for name in files:
-        tensors.update(read_safetensors(os.path.join(directory, name))[0])
+        tensors.update(native.read_safetensors(os.path.join(directory, name))[0])
     return hf, {re.sub(r"^vjepa2\.", "", k): v for k, v in tensors.items()}
 
 
@@ -492,10 +386,10 @@ def config_from_hf(hf: dict, path: str) -> ml_collections.ConfigDict:
 
 # ------------------------------------------------------------------------------------------------ entry points
 
-def load_weights(path: str, step: int | None = None) -> Weights:
+def load_weights(path: str, step: int | None = None) -> native.Weights:
     """Weights of a native export folder or of a training run directory (step: default its newest checkpoint)."""
-    if os.path.isfile(os.path.join(path, WEIGHTS_FILE)) and os.path.isfile(os.path.join(path, "config.json")):
-        return read_native(path)
+    if native.is_folder(path):
+        return native.read(path)
     if not os.path.isdir(os.path.join(path, "checkpoints")):
         raise FileNotFoundError(f"{path} is neither a `jepa-jax export`/`import` folder ({WEIGHTS_FILE} + "
                                 f"config.json) nor a `jepa-jax train` run directory (checkpoints/)")
@@ -506,10 +400,10 @@ def load_weights(path: str, step: int | None = None) -> Weights:
         restored = checkpointer.restore_params(step)
     finally:
         checkpointer.close()
-    groups = {"encoder": flatten(restored["params"]["encoder"]), "predictor": flatten(restored["params"]["predictor"])}
+    groups = {kind: native.flatten(restored["params"][kind]) for kind in ("encoder", "predictor")}
     if restored["ema_params"] is not None:
-        groups["target_encoder"] = flatten(restored["ema_params"])
-    return Weights(config, groups, step, path)
+        groups["target_encoder"] = native.flatten(restored["ema_params"])
+    return native.Weights(config, groups, step, path)
 
 
 def export(source: str, out: str, fmt: str, *, step: int | None = None, groups=GROUPS, encoder: str = "auto") -> dict:
@@ -544,13 +438,13 @@ def import_weights(fmt: str, src: str, out: str, arch: str | None = None) -> dic
         config = config_from_hf(hf, src)
         if arch:
             raise ValueError("--arch is for official checkpoints; a Hugging Face folder describes itself")
-        shapes = param_shapes(config)
+        shapes = native.param_shapes(config)
         merged = layouts.from_layout(layouts.HF, tensors, {**shapes["encoder"], **shapes["predictor"]},
                                      os.path.join(src, WEIGHTS_FILE), describe(config))
         flat = {g: {k: merged[k] for k in shapes[g]} for g in ("encoder", "predictor")}
     else:
         raise ValueError(f"--from {fmt!r} is unknown: choose fair (official V-JEPA / V-JEPA 2) or hf")
-    weights = Weights(config, flat, None, src)
+    weights = native.Weights(config, flat, None, src)
     chosen = write_native(weights, out)
     return {"from": fmt, "source": src, "out": out, "groups": chosen, "model": describe(config)}
 
@@ -565,7 +459,7 @@ def _metrics_at(run_dir: str, step: int | None) -> dict:
     return ([{}] + [r for r in metrics_lib.read_jsonl(path) if r["step"] <= step])[-1]
 
 
-def model_card(weights: Weights, groups) -> str:
+def model_card(weights: native.Weights, groups) -> str:
     """README.md of a native export: architecture, data, steps, metrics, how to load."""
     config, counts = weights.config, {g: sum(int(np.prod(v.shape)) for v in weights.groups[g].values()) for g in groups}
     frames, crop = config_lib.clip_shape(config)

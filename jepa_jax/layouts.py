@@ -18,12 +18,10 @@ from typing import Callable
 import jax
 import numpy as np
 
+from jepa_jax import native
+
 FAIR, HF = "fair", "hf"
 _BLOCK = re.compile(r"^(predictor_blocks|blocks)_(\d+)\.(.+)$")
-
-
-class TensorMismatch(ValueError):
-    """A checkpoint's tensors are not the ones the architecture needs (names and shapes in the message)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,24 +121,9 @@ def layout_shapes(layout: str, shapes: dict, image: bool = False) -> dict:
     return {k: tuple(v.shape) for k, v in jax.eval_shape(lambda f: to_layout(layout, f, image), abstract).items()}
 
 
-def check_tensors(source: str, expected: dict, found: dict, what: str) -> None:
-    """Raise TensorMismatch naming every missing, unexpected and mis-shaped tensor ({name: shape} dicts)."""
-    missing = sorted(expected.keys() - found.keys())
-    unexpected = sorted(found.keys() - expected.keys())
-    misshaped = sorted(k for k in expected.keys() & found.keys() if tuple(expected[k]) != tuple(found[k]))
-    if not (missing or unexpected or misshaped):
-        return
-    problems = ([f"missing {k} {tuple(expected[k])}" for k in missing] +
-                [f"unexpected {k} {tuple(found[k])}" for k in unexpected] +
-                [f"{k} is {tuple(found[k])}, expected {tuple(expected[k])}" for k in misshaped])
-    shown = "; ".join(problems[:25]) + (f"; and {len(problems) - 25} more" if len(problems) > 25 else "")
-    raise TensorMismatch(f"{source}: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} "
-                         f"mis-shaped tensors for {what}: {shown}")
-
-
 def from_layout(layout: str, theirs: dict, expected: dict, source: str, what: str, image: bool = False) -> dict:
-    """{their name: numpy array} -> our {name: array} of the `expected` {name: shape}; strict (see check_tensors)."""
-    check_tensors(source, layout_shapes(layout, expected, image), {k: v.shape for k, v in theirs.items()}, what)
+    """{their name: numpy array} -> our {name: array} of the `expected` {name: shape}; strict (see native.check_tensors)."""
+    native.check_tensors(source, layout_shapes(layout, expected, image), {k: v.shape for k, v in theirs.items()}, what)
     out = {}
     for name, shape in expected.items():
         tensor_link = link(layout, name, tuple(shape), image)

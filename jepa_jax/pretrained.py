@@ -20,26 +20,20 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from jepa_jax import config as config_lib, export
+from jepa_jax import config as config_lib, export, native
 from jepa_jax.data import pipeline, sources, transforms, video as video_lib
 from jepa_jax.models import vit
-from jepa_jax.train import step as step_lib
 
 POOLINGS = ("mean", "tokens")
 CONTEXTS = ("masked", "full")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _encode(encoder, params, video, keep):
-    return encoder.apply({"params": params}, step_lib.normalize_video(video), keep)
-
-
 @functools.partial(jax.jit, static_argnames=("encoder", "predictor", "grid", "mask_index", "full_context"))
 def _predict(params, video, context_idx, target_idx, *, encoder, predictor, grid, mask_index, full_context):
     if full_context:  # encode the whole clip, keep the context tokens' features
-        context = vit.gather_tokens(_encode(encoder, params["encoder"], video, None), context_idx)
+        context = vit.gather_tokens(vit.encode(encoder, params["encoder"], video, None), context_idx)
     else:  # encode only the context tokens, as during training
-        context = _encode(encoder, params["encoder"], video, context_idx)
+        context = vit.encode(encoder, params["encoder"], video, context_idx)
     return predictor.apply({"params": params["predictor"]}, context, context_idx, target_idx, grid, mask_index)
 
 
@@ -74,7 +68,7 @@ class PretrainedModel:
         _check_video(video)
         if keep is not None:
             _check_indices(keep, "keep", np.shape(video)[0])
-        return _encode(self.encoder, self.params["encoder"], video, keep)
+        return vit.encode(self.encoder, self.params["encoder"], video, keep)
 
     def predict(self, video, context_idx, target_idx, *, mask_index: int = 0, context: str = "masked") -> jax.Array:
         """Predicted features of the target tokens: [B, Kt, D].
@@ -102,7 +96,7 @@ def load(path: str, *, step: int | None = None, encoder: str = "auto") -> Pretra
     checkpoint). encoder: "auto" (the EMA target encoder when there is one), "target" or "online"."""
     weights = export.load_weights(path, step)
     group = export.encoder_group(weights, encoder)
-    as_tree = lambda flat: jax.tree.map(jnp.asarray, export.unflatten(flat))
+    as_tree = lambda flat: jax.tree.map(jnp.asarray, native.unflatten(flat))
     predictor = weights.groups.get("predictor")
     return PretrainedModel(weights.config, config_lib.build_encoder(weights.config),
                            config_lib.build_predictor(weights.config) if predictor is not None else None,

@@ -61,7 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
     # checkpoint (default its newest): parameters, EMA copy and optimizer moments; schedules restart at step 0.
     config.train = dict(steps=300, log_every=10, checkpoint_every=100, checkpoint_keep=3, checkpoint_keep_every=0,
                         resume=True, grad_accum=1, on_nonfinite="stop", init_from="")
-    config.monitor = dict(peak_flops=0.0)  # peak FLOP/s per device for MFU; 0: look up the device kind
+    # peak_flops: peak FLOP/s per device for MFU (0: look up the device kind). every: the collapse monitors
+    # (effective rank, spread, feature std, prediction cosine) run only every `every` steps (0: the logged steps,
+    # train.log_every), plus the first and the last; on other steps they cost nothing.
+    config.monitor = dict(peak_flops=0.0, every=0)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
     config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
                         at_fractions=(0.1, 0.25, 0.5, 1.0))

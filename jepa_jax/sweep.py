@@ -91,7 +91,7 @@ def run_sweep(path: str, out_dir: str, print_commands: bool = False) -> list[dic
         config = run_config(spec, run["overrides"])
         summary = loop.train(config, workdir)
         if report.wanted_after_training(config, summary):
-            report.world_report(loop.build_run(config), workdir)
+            report.world_report(config, workdir)
         loop.save_summary(summary, workdir)
     if print_commands:
         return []

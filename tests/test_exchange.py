@@ -11,16 +11,16 @@ import pytest
 import safetensors.numpy
 
 import jepa_jax
-from jepa_jax import export, layouts, pretrained, recipes
+from jepa_jax import export, layouts, native, pretrained, recipes
 from tests.conftest import TINY_WORLD, run_cli
 
 
-def random_weights(config, seed: int, groups=export.GROUPS) -> export.Weights:
+def random_weights(config, seed: int, groups=native.GROUPS) -> native.Weights:
     """Random float32 weights of every tensor the config's model has (distinct values everywhere)."""
     rng = np.random.default_rng(seed)
-    shapes = export.param_shapes(config)
+    shapes = native.param_shapes(config)
     kind = lambda g: "predictor" if g == "predictor" else "encoder"
-    return export.Weights(config, {g: {k: rng.normal(0, 0.05, s).astype(np.float32) for k, s in shapes[kind(g)].items()}
+    return native.Weights(config, {g: {k: rng.normal(0, 0.05, s).astype(np.float32) for k, s in shapes[kind(g)].items()}
                                    for g in groups}, step=7, source="random")
 
 
@@ -169,7 +169,7 @@ def test_one_missing_extra_or_misshaped_tensor_fails_with_its_name(tmp_path, fai
     else:
         tensors[prefix + "blocks.0.attn.proj.weight"] = tensors[prefix + "blocks.0.attn.proj.weight"][:, :47].copy()
     safetensors.numpy.save_file(tensors, path, metadata=metadata)
-    with pytest.raises(layouts.TensorMismatch, match=expected):
+    with pytest.raises(native.TensorMismatch, match=expected):
         export.import_weights("fair", str(path), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
@@ -179,7 +179,7 @@ def test_native_folder_loads_strictly(tmp_path):
     tensors = read_flat(tmp_path / "m")
     del tensors["predictor.mask_tokens"]
     safetensors.numpy.save_file(tensors, tmp_path / "m" / export.WEIGHTS_FILE)
-    with pytest.raises(layouts.TensorMismatch, match=r"missing mask_tokens \(3, 24\)"):
+    with pytest.raises(native.TensorMismatch, match=r"missing mask_tokens \(3, 24\)"):
         jepa_jax.load(tmp_path / "m")
 
 
@@ -281,13 +281,13 @@ def test_exported_weights_start_a_new_stage_on_an_fsdp_mesh(tmp_path, ema_run, s
     exported = read_flat(tmp_path / "native")
     for group, tree in (("encoder", state.params["encoder"]), ("predictor", state.params["predictor"]),
                         ("target_encoder", state.ema_params)):
-        for name, value in export.flatten(tree).items():
+        for name, value in native.flatten(tree).items():
             np.testing.assert_array_equal(value, exported[f"{group}.{name}"], err_msg=f"{group}.{name}")
     kernel = state.params["encoder"]["patch_embed"]["kernel"]
     assert kernel.sharding.spec == run.state.params["encoder"]["patch_embed"]["kernel"].sharding.spec
     assert len(kernel.addressable_shards) == 8 and kernel.addressable_shards[0].data.shape[-1] == 32 // 8
     smoke_config.model.size = "micro"
-    with pytest.raises(layouts.TensorMismatch, match=r"for the encoder of this run's config.model \(set its fields as "
+    with pytest.raises(native.TensorMismatch, match=r"for the encoder of this run's config.model \(set its fields as "
                                                      r"in .*native/config.json\)"):
         loop.state_from_export(loop.build_run(smoke_config).state, str(tmp_path / "native"))
 
@@ -300,7 +300,7 @@ def test_a_config_written_before_the_exchange_fields_still_loads(tmp_path):
     config = config_lib.from_dict(old)
     assert config.model.custom.width == 0 and config_lib.num_mask_tokens(config) == 2
     assert list(config.masks) == list(old["masks"])
-    assert export.param_shapes(config)["predictor"]["mask_tokens"] == (2, 64)
+    assert native.param_shapes(config)["predictor"]["mask_tokens"] == (2, 64)
 
 
 def test_core_package_works_without_torch(tmp_path):

@@ -13,7 +13,7 @@ transformers = require("transformers")
 
 import jepa_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jepa_jax import export  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jepa_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jepa_jax.models import vit  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests.test_exchange import random_weights, read_flat  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Several small VJEPA2Config settings: widths, depths, heads (RoPE dims with and without pass-through channels),
@@ -60,7 +60,7 @@ def clip_and_masks(case: dict, seed: int, batch: int = 2):
 
 def hf_outputs(model, video, context_idx, target_idx):
     """(encoder features [B, N, D], predictions [B, Kt, D]) of the PyTorch model, as numpy."""
-    pixels = np.asarray(step_lib.normalize_video(video)).transpose(0, 1, 4, 2, 3)  # [B, T, C, H, W]
+    pixels = np.asarray(vit.normalize_video(video)).transpose(0, 1, 4, 2, 3)  # [B, T, C, H, W]
     with torch.no_grad():
         out = model(pixel_values_videos=torch.from_numpy(pixels), context_mask=[torch.from_numpy(context_idx)],
                     target_mask=[torch.from_numpy(target_idx)])

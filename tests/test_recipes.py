@@ -3,7 +3,6 @@ counts against the spec's verified counts, and a dry run (abstract init + loweri
 
 import os
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -64,8 +63,7 @@ def test_ijepa_vith14_matches_the_official_recipe():
     assert (config.ema.start, config.ema.end, config.objective, config.loss.kind) == (0.996, 1.0, "ema", "smooth_l1")
     assert config.masks.to_dict() == {"ijepa": dict(num_targets=4, target_scale=(0.15, 0.2),
                                                     context_scale=(0.85, 1.0), aspect_ratio=(0.75, 1.5))}
-    with nn.logical_axis_rules(()):
-        state = jax.eval_shape(lambda: nn.meta.unbox(loop.train_state_init_fn(config)()))
+    state = loop.build_run(config, abstract=True).state
     # ViT-H/16 (spec) with a 14x14x3 patch embedding instead of 2x16x16x3; predictor with I-JEPA's one mask token.
     assert count(state.params["encoder"]) == ENCODER_PARAMS["huge"] - (2 * 16 * 16 - 14 * 14) * 3 * 1280
     assert count(state.params["predictor"]) == PREDICTOR_PARAMS["huge"] - 384
@@ -113,8 +111,7 @@ def count(tree) -> int:
 @pytest.mark.parametrize("name", ["vjepa_vitl16.py", "vjepa_vith16.py", "vjepa2_vitg16.py"])
 def test_models_have_the_official_parameter_counts(name):
     config = load(name)
-    with nn.logical_axis_rules(()):
-        state = jax.eval_shape(lambda: nn.meta.unbox(loop.train_state_init_fn(config)()))
+    state = loop.build_run(config, abstract=True).state
     assert count(state.params["encoder"]) == ENCODER_PARAMS[config.model.size]
     assert count(state.params["predictor"]) == PREDICTOR_PARAMS[config.model.size]
     assert count(state.ema_params) == ENCODER_PARAMS[config.model.size]

@@ -6,8 +6,8 @@ iterator state is a small dict (`get_state`/`set_state`) that checkpoints can st
 
 Video files are decoded by `LoadVideoClip` inside the pipeline. A file that cannot be used is replaced by another
 entry of the same manifest chosen deterministically from its index (so a resumed run sees the same stream), its
-path is logged once, and the batch carries `bad_files` [B, len(video.REASONS)] counts that the train step sums
-into metrics.
+path is logged once, and the host batch carries `bad_files` [B, len(video.REASONS)] counts, which the training
+loop totals on the host (they never go to the device).
 """
 
 import logging
@@ -54,18 +54,19 @@ BAD_FILES = BadFileLog()
 
 
 class BadFileBudget:
-    """Running totals of unusable files (from the step's `bad_files/*` metrics); too large a share stops the run."""
+    """Running totals of unusable files over all processes; too large a share of the files tried stops the run."""
 
-    def __init__(self, max_fraction: float, clips_per_step: int, min_files: int = 50):
-        self.max_fraction, self.clips_per_step, self.min_files = max_fraction, clips_per_step, min_files
+    def __init__(self, max_fraction: float, min_files: int = 50):
+        self.max_fraction, self.min_files = max_fraction, min_files
         self.bad = dict.fromkeys(video.REASONS, 0)
         self.clips = 0
 
-    def update(self, scalars: dict) -> dict:
-        """Add one step's counts; returns cumulative {"bad_files_total/<reason>": n}; raises past the budget."""
-        for reason in video.REASONS:
-            self.bad[reason] += int(scalars.get(f"bad_files/{reason}", 0))
-        self.clips += self.clips_per_step
+    def update(self, bad_counts, clips: int) -> dict:
+        """Add counts [len(video.REASONS)] of unusable files and the number of clips delivered meanwhile;
+        returns the totals {"bad_files_total/<reason>": n}; raises past the budget."""
+        for reason, count in zip(video.REASONS, bad_counts):
+            self.bad[reason] += int(count)
+        self.clips += clips
         bad = sum(self.bad.values())
         attempted = bad + self.clips
         if attempted >= self.min_files and bad > self.max_fraction * attempted:
@@ -149,6 +150,15 @@ class SampleMasks:
         rng = np.random.default_rng([int(rng.integers(2**63)), self.stream])
         batch_size = batch["video"].shape[0]
         return {**batch, "masks": masks_lib.sample_masks(self.maskers, rng, batch_size)}
+
+
+def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int) -> dict:
+    """The device batch as ShapeDtypeStructs: {"video": uint8 [B, T, S, S, 3], "masks": ((context [B, Kc],
+    target [B, Kt] or [B, n, Kt]), ...)}, one index pair per masker (what `make_train_dataset` yields, less the
+    host-only `bad_files` counts)."""
+    return {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
+            "masks": tuple(tuple(jax.ShapeDtypeStruct(shape, np.int32) for shape in m.shapes(batch_size))
+                           for m in maskers)}
 
 
 def _tag(source_id: int):

@@ -1,7 +1,8 @@
 """End-of-run report for built-in-world runs: probe table (Markdown + JSON) and plots (PNG) in the run dir.
 
-Rows: raw pixels, the encoder at random init (the run's own step-0 checkpoint) and at every saved checkpoint, so
-the table is a learning curve. For `ema` runs the probed encoder is the EMA target encoder (the one released
+Rows: raw pixels, the encoder at random init (the run's own step-0 checkpoint) and at every saved probe-step
+checkpoint, so the table is a learning curve. Only the encoder weights of those checkpoints are read (no optimizer
+state, no train state or train step is built). For `ema` runs the probed encoder is the EMA target encoder (the one released
 V-JEPA checkpoints recommend downstream); for `sigreg` runs it is the single encoder.
 """
 
@@ -10,15 +11,15 @@ import os
 
 import jax
 
-from jepa_jax import checkpoint
+from jepa_jax import checkpoint, config as config_lib
 from jepa_jax.evals import world_probe
-from jepa_jax.train import loop
 
 MAIN_POOLING = "time"
 
 
-def backbone_params(state, objective: str):
-    return state.ema_params if objective == "ema" else state.params["encoder"]
+def backbone_params(weights: dict, objective: str):
+    """The probed encoder of checkpoint weights {"params", "ema_params"}: the EMA target (ema) or the encoder."""
+    return weights["ema_params"] if objective == "ema" else weights["params"]["encoder"]
 
 
 def wanted_after_training(config, summary: dict) -> bool:
@@ -26,26 +27,25 @@ def wanted_after_training(config, summary: dict) -> bool:
     return config.probe.report and config.data.source == "balls" and summary["preempted_at"] is None
 
 
-def world_report(run, workdir: str) -> dict:
-    """Probe the run's checkpoints at the probe steps; write report.md, report.json, report.png.
+def world_report(config, workdir: str) -> dict:
+    """Probe the checkpoints at the probe steps of the run in `workdir`; write report.md, report.json, report.png.
 
     Returns {"rows": [{"name", "step", "position/time", "velocity/time", ...}], "paths": {...}}.
     """
-    config = run.config
+    encoder, grid = config_lib.build_encoder(config), config_lib.token_grid(config)
     clips = world_probe.probe_clips(config)
     num_train = config.probe.num_train
     rows = []
     pixels = world_probe.pixel_tokens(clips["video"], config.model.patch_size, config.model.tubelet_size)
     rows.append({"name": "raw pixels", "step": None,
-                 **world_probe.probe_scores(pixels, clips, run.grid, num_train)})
+                 **world_probe.probe_scores(pixels, clips, grid, num_train)})
     checkpointer = checkpoint.Checkpointer(workdir)
-    abstract = checkpoint.abstract_like(run.state)
-    for step in [s for s in checkpointer.steps() if s in loop.probe_steps(config)]:
-        state = checkpointer.restore(step, abstract)
-        tokens = world_probe.encoder_tokens(run.encoder, backbone_params(state, config.objective), clips["video"],
+    for step in [s for s in checkpointer.steps() if s in config_lib.probe_steps(config)]:
+        weights = checkpointer.restore_params(step)
+        tokens = world_probe.encoder_tokens(encoder, backbone_params(weights, config.objective), clips["video"],
                                             config.probe.batch_size)
         rows.append({"name": "random init" if step == 0 else f"trained, step {step}", "step": step,
-                     **world_probe.probe_scores(tokens, clips, run.grid, num_train)})
+                     **world_probe.probe_scores(tokens, clips, grid, num_train)})
     checkpointer.close()
     paths = {name: os.path.join(workdir, name) for name in ("report.md", "report.json", "report.png")}
     if jax.process_index() == 0:

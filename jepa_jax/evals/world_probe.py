@@ -9,12 +9,11 @@ Raw pixels are probed through the same pooling applied to the pixel tubelets ("p
 between representations, not between pooling schemes.
 """
 
-import jax
 import numpy as np
 
 from jepa_jax.data import pipeline
 from jepa_jax.evals import ridge
-from jepa_jax.train import step as step_lib
+from jepa_jax.models import vit
 
 POOLINGS = ("time", "quad")
 TARGETS = ("position", "velocity")
@@ -52,8 +51,7 @@ def pixel_tokens(video: np.ndarray, patch_size: int, tubelet_size: int) -> np.nd
 
 def encoder_tokens(encoder, encoder_params, video: np.ndarray, batch_size: int) -> np.ndarray:
     """Frozen encoder outputs [M, N, D] for uint8 clips [M, T, H, W, C], in batches."""
-    apply = jax.jit(lambda p, v: encoder.apply({"params": p}, step_lib.normalize_video(v)))
-    return np.concatenate([np.asarray(apply(encoder_params, video[i:i + batch_size]))
+    return np.concatenate([np.asarray(vit.encode(encoder, encoder_params, video[i:i + batch_size]))
                            for i in range(0, len(video), batch_size)])
 
 

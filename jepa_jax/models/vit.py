@@ -7,6 +7,7 @@ logical axis names (`embed`, `mlp`, `heads`, `kv`); only `jepa_jax.parallel` map
 """
 
 import dataclasses
+import functools
 from typing import Literal, Sequence
 
 import flax.linen as nn
@@ -16,6 +17,8 @@ import jax.numpy as jnp
 from jepa_jax.models import posemb
 
 PosEmbedding = Literal["sincos", "rope"]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,3 +226,18 @@ class VisionTransformer(nn.Module):
                                mlp_dim=dims.mlp_dim, rope=self.pos_embedding == "rope",
                                rope_pairing=self.rope_pairing, remat=self.remat)
         return layer_norm("norm")(x)
+
+
+def normalize_video(video):
+    """uint8 [..., C] -> float32, scaled to [0, 1] and standardised with the ImageNet mean/std (official)."""
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    return (video.astype(jnp.float32) / 255.0 - mean) / std
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode(encoder: VisionTransformer, params, video, keep=None):
+    """Frozen features of uint8 clips [B, T, H, W, C] -> [B, N or K, D], normalised as in training; jitted once
+    per encoder and input shape (the module is a static, hashable argument)."""
+    return encoder.apply({"params": params}, normalize_video(video), keep)
+

@@ -14,45 +14,41 @@ import time
 import flax.linen as nn
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
-from jepa_jax import checkpoint, export, layouts, metrics as metrics_lib, parallel
-from jepa_jax import config as config_lib
+from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, native, parallel
 from jepa_jax.data import pipeline
 from jepa_jax.data import video as video_lib
 from jepa_jax.train import optim, state as state_lib, step as step_lib
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Run:
-    """Everything built from a config that the loop and the evaluations share."""
+    """Everything `build_run` builds from one config: the mesh, the models, the optimizer, the maskers, the train
+    state (live arrays, or for a dry run ShapeDtypeStructs with shardings) and the jitted train step."""
     config: object
     mesh: object
     encoder: object
     predictor: object
+    optimizer: object
     maskers: list
     grid: tuple
-    state: state_lib.TrainState
-    state_shardings: object
-    train_step: object
+    state: state_lib.TrainState | None = None
+    state_shardings: object = None
+    train_step: object = None
 
 
 TRAINING_CURVES = ("loss", "prediction_loss", "sigreg", "target_spread", "target_effective_rank",
                    "prediction_cosine", "lr", "mfu")
 
 
-def probe_steps(config) -> list[int]:
-    """Steps whose train state is checkpointed for the probe learning curve: 0 (random init) and the fractions."""
-    steps = config.train.steps
-    return sorted({0} | {max(1, round(f * steps)) for f in config.probe.at_fractions})
-
-
 def checkpoint_steps(config) -> set[int]:
     """Probe steps, every config.train.checkpoint_every steps (0: none extra) and the last step."""
     every = config.train.checkpoint_every
     periodic = set(range(every, config.train.steps + 1, every)) if every > 0 else set()
-    return set(probe_steps(config)) | periodic | {config.train.steps}
+    return set(config_lib.probe_steps(config)) | periodic | {config.train.steps}
 
 
 def check_batch_split(config, mesh) -> None:
@@ -62,100 +58,87 @@ def check_batch_split(config, mesh) -> None:
                          f"mesh size {replicas} x config.train.grad_accum={config.train.grad_accum}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Components:
-    """The config's models, optimizer and maskers, built once and shared by init, the step and the evaluations."""
-    encoder: object
-    predictor: object
-    optimizer: object
-    maskers: list
-    grid: tuple
-
-    @classmethod
-    def build(cls, config) -> "Components":
-        return cls(config_lib.build_encoder(config), config_lib.build_predictor(config),
-                   optim.make_optimizer(config.optim, config.train.steps), config_lib.build_maskers(config),
-                   config_lib.token_grid(config))
-
-
-def train_state_init_fn(config, parts: Components | None = None):
-    """A function () -> TrainState with logical boxes (for parallel.init_sharded / plan_shardings)."""
-    parts = parts or Components.build(config)
-    frames, size = config_lib.clip_shape(config)
-    sample_video = np.zeros((1, frames, size, size, 3), np.float32)
-    sample_masks = tuple((np.zeros((1, m.num_context), np.int32), np.zeros((1, m.num_target), np.int32))
-                         for m in parts.maskers)
-    key = jax.random.key(config.seed)
-    return lambda: state_lib.init_train_state(key, parts.encoder, parts.predictor, parts.optimizer, sample_video,
-                                              sample_masks, parts.grid, use_ema=config.objective == "ema")
+def parse_init_from(spec: str) -> tuple[str, int | None]:
+    """config.train.init_from: "RUN_DIR[:STEP]" -> (run dir, step; default the newest); a native export/import
+    folder -> (folder, None). One-line error if there is no such checkpoint."""
+    if native.is_folder(spec):
+        return spec, None
+    run_dir, step = spec, None
+    head, separator, tail = spec.rpartition(":")
+    if separator and tail.isdigit():
+        run_dir, step = head, int(tail)
+    try:
+        return run_dir, checkpoint.resolve_step(run_dir, step)
+    except ValueError as err:
+        raise ValueError(f"config.train.init_from={spec!r}: {err}: give the directory of a `jepa-jax train` run, "
+                         f"optionally :STEP, or a `jepa-jax export`/`import` folder") from None
 
 
-def jit_train_step(config, parts: Components, mesh, state_shardings):
-    """The train step jitted with in/out shardings and state donation (not yet compiled)."""
-    step_fn = step_lib.make_train_step(config, parts.encoder, parts.predictor, parts.optimizer, parts.grid,
-                                       list(config.masks.keys()))
-    return jax.jit(step_fn, in_shardings=(state_shardings, parallel.batch_sharding(mesh)),
-                   out_shardings=(state_shardings, None), donate_argnums=0)
+def batch_spec(config, maskers, batch_size: int) -> dict:
+    """The device batch of this config (see pipeline.batch_spec), `batch_size` clips."""
+    return pipeline.batch_spec(*config_lib.clip_shape(config), maskers, batch_size)
 
 
-def _validated_mesh(config, devices):
+def train_state_init_fn(run: Run):
+    """A function () -> TrainState with logical boxes (for parallel.init_sharded / abstract_sharded)."""
+    video = batch_spec(run.config, run.maskers, 1)["video"]
+    key = jax.random.key(run.config.seed)
+    return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer,
+                                              jnp.zeros(video.shape, jnp.float32), run.grid,
+                                              use_ema=run.config.objective == "ema")
+
+
+def build_run(config, devices=None, *, abstract: bool = False) -> Run:
+    """Validate the config, build the mesh (over `devices`, default all), models, optimizer, maskers and a
+    born-sharded train state (abstract=True: its ShapeDtypeStructs with shardings, nothing allocated), and jit the
+    step with in/out shardings and state donation. Every config or mesh mismatch fails here, before compiling."""
     config_lib.validate(config)
+    if config.train.init_from:
+        parse_init_from(config.train.init_from)
     mesh = parallel.make_mesh(config.mesh, devices)
     check_batch_split(config, mesh)
-    return mesh
-
-
-def build_run(config, devices=None) -> Run:
-    """Validate the config, build the mesh (over `devices`, default all), models and a born-sharded train state,
-    and jit the step. Every config or mesh mismatch fails here, before compiling."""
-    mesh = _validated_mesh(config, devices)
-    parts = Components.build(config)
-    state, shardings = parallel.init_sharded(train_state_init_fn(config, parts), mesh)
-    return Run(config, mesh, parts.encoder, parts.predictor, parts.maskers, parts.grid, state, shardings,
-               jit_train_step(config, parts, mesh, shardings))
-
-
-def abstract_batch(config, maskers, mesh) -> dict:
-    """ShapeDtypeStructs (sharded over data x fsdp) of one global batch of this config."""
-    frames, size = config_lib.clip_shape(config)
-    batch_size, sharding = config.data.batch_size, parallel.batch_sharding(mesh)
-    spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-    batch = {"video": spec((batch_size, frames, size, size, 3), np.uint8),
-             "masks": tuple(tuple(spec(shape, np.int32) for shape in m.shapes(batch_size)) for m in maskers)}
-    if config.data.source == "video":
-        batch["bad_files"] = spec((batch_size, len(video_lib.REASONS)), np.int32)
-    return batch
-
-
-def _lower(config, devices):
-    """(lowered train step, abstract state with shardings, mesh) without allocating the model or the batch."""
-    mesh = _validated_mesh(config, devices)
-    parts = Components.build(config)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
-        state = parallel.abstract_sharded(train_state_init_fn(config, parts), mesh)
+    run = Run(config, mesh, config_lib.build_encoder(config), config_lib.build_predictor(config),
+              optim.make_optimizer(config.optim, config.train.steps), config_lib.build_maskers(config),
+              config_lib.token_grid(config))
+    if abstract:
+        with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
+            state = parallel.abstract_sharded(train_state_init_fn(run), mesh)
         shardings = jax.tree.map(lambda x: x.sharding, state)
-        lowered = jit_train_step(config, parts, mesh, shardings).lower(state, abstract_batch(config, parts.maskers,
-                                                                                             mesh))
-    return lowered, state, mesh
+    else:
+        state, shardings = parallel.init_sharded(train_state_init_fn(run), mesh)
+    step_fn = step_lib.make_train_step(config, run.encoder, run.predictor, run.optimizer, run.grid,
+                                       list(config.masks.keys()))
+    train_step = jax.jit(step_fn, in_shardings=(shardings, parallel.batch_sharding(mesh)),
+                         out_shardings=(shardings, None), donate_argnums=0)
+    return dataclasses.replace(run, state=state, state_shardings=shardings, train_step=train_step)
+
+
+def lower(run: Run):
+    """The run's train step lowered on its mesh against its (abstract or live) state and an abstract global batch
+    (jax.stages.Lowered: call .compile() for XLA's memory analysis on the real target)."""
+    sharding = parallel.batch_sharding(run.mesh)
+    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                         batch_spec(run.config, run.maskers, run.config.data.batch_size))
+    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
+        return run.train_step.lower(run.state, batch)
 
 
 def lower_train_step(config, devices=None):
     """Dry run: abstract init and lowering of the sharded train step on the config's mesh over `devices`.
-
-    Nothing of the model's or the batch's size is allocated; returns the jax.stages.Lowered (call .compile() for
-    XLA's memory analysis on the real target). Config and mesh errors surface exactly as in a real run.
-    """
-    return _lower(config, devices)[0]
+    Nothing of the model's or the batch's size is allocated; config and mesh errors surface exactly as in a real
+    run."""
+    return lower(build_run(config, devices, abstract=True))
 
 
 def dry_run(config, devices=None) -> dict:
     """Lower the train step (see lower_train_step) and summarise: mesh, parameter counts, state bytes per device."""
-    lowered, state, mesh = _lower(config, devices)
+    run = build_run(config, devices, abstract=True)
+    lowered = lower(run)
     size = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
     per_device = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
-                     for x in jax.tree.leaves(state))
-    return {"mesh": dict(mesh.shape), "encoder_params": size(state.params["encoder"]),
-            "predictor_params": size(state.params["predictor"]), "state_bytes_per_device": per_device,
+                     for x in jax.tree.leaves(run.state))
+    return {"mesh": dict(run.mesh.shape), "encoder_params": size(run.state.params["encoder"]),
+            "predictor_params": size(run.state.params["predictor"]), "state_bytes_per_device": per_device,
             "lowered_ops": lowered.as_text().count("\n")}
 
 
@@ -206,17 +189,17 @@ def state_from_export(state: state_lib.TrainState, directory: str) -> state_lib.
     """`state` with the weights of an export/import folder (e.g. Meta's released V-JEPA 2 imported with
     `jepa-jax import`): encoder, predictor (a fresh one if the folder has none) and EMA copy (its target encoder, else
     its encoder); optimizer moments start fresh. Every process reads the file; each places its own shards."""
-    groups = dict(export.read_native(directory).groups)
+    groups = dict(native.read(directory).groups)
     if "encoder" not in groups and "target_encoder" not in groups:
         raise ValueError(f"config.train.init_from={directory!r} holds no encoder (groups {sorted(groups)})")
     groups.setdefault("encoder", groups.get("target_encoder"))
     groups.setdefault("target_encoder", groups["encoder"])
 
     def place(flat, like, group):
-        layouts.check_tensors(os.path.join(directory, export.WEIGHTS_FILE), export.flatten(like, lambda x: x.shape),
-                              {k: v.shape for k, v in flat.items()}, f"the {group} of this run's config.model "
-                              f"(set its fields as in {directory}/config.json)")
-        tree = export.unflatten(flat)
+        native.check_tensors(os.path.join(directory, native.WEIGHTS_FILE), native.flatten(like, lambda x: x.shape),
+                             {k: v.shape for k, v in flat.items()}, f"the {group} of this run's config.model "
+                             f"(set its fields as in {directory}/{native.CONFIG_FILE})")
+        tree = native.unflatten(flat)
         return jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]), tree, like)
     params = {kind: place(groups[kind], state.params[kind], kind) if kind in groups else state.params[kind]
               for kind in ("encoder", "predictor")}
@@ -235,7 +218,7 @@ def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
         raise ValueError(f"{checkpointer.directory} already holds checkpoints {checkpointer.steps()}: use a new "
                          f"--workdir or --config.train.resume=True")
     if latest is None and config.train.init_from:
-        run_dir, step = checkpoint.parse_init_from(config.train.init_from)
+        run_dir, step = parse_init_from(config.train.init_from)
         if step is None:
             logging.warning("new stage in %s from the weights in %s", workdir, run_dir)
             return new_stage(state_from_export(run.state, run_dir)), 0, None
@@ -261,15 +244,14 @@ def train(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     run = build_run(config)
     data_iter = iter(pipeline.train_dataset(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
-    save_at = checkpoint_steps(config)
     checkpointer = checkpoint.Checkpointer(workdir, config.train.checkpoint_keep, config.train.checkpoint_keep_every,
-                                           keep_steps=probe_steps(config))
+                                           keep_steps=config_lib.probe_steps(config))
     try:
         state, start, resumed_from = restore_or_start(config, run, checkpointer, data_iter, workdir)
         write_config(config, workdir)
         if resumed_from is None:
             checkpointer.save(0, state, data_iter, config)
-        summary = _train_steps(config, run, state, start, data_iter, checkpointer, save_at, workdir)
+        summary = _train_steps(run, state, start, data_iter, checkpointer, workdir)
     finally:
         checkpointer.wait()
         checkpointer.close()
@@ -279,27 +261,41 @@ def train(config, workdir: str) -> dict:
     return {"steps": config.train.steps, "resumed_from": resumed_from, **summary}
 
 
-def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, workdir) -> dict:
+def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: str) -> dict:
+    """Steps start .. config.train.steps: dispatch step t + 1, then check and log step t; checkpoint at the
+    checkpoint steps (after their metrics were checked) and on preemption."""
+    config, save_at = run.config, checkpoint_steps(run.config)
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(config.train.steps, initial_step=start)
-    logger = StepLogger(config, writer, progress, checkpointer)
+    logger = StepLogger(config, writer, progress)
+    bad_files = BadFileCounter(config.data.video.max_bad_fraction) if config.data.source == "video" else None
     pending, preempted_at, train_step, save_blocking_s = None, None, run.train_step, 0.0
     started = time.perf_counter()
+
+    def finish(step, device_metrics, step_bad_files):
+        scalars = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        stop_if_nonfinite(config, checkpointer, step, scalars)
+        if bad_files is not None and logger.logs(step):
+            scalars.update(bad_files.check(step_bad_files))
+        logger.log(step, scalars)
+
     try:
         with PreemptionWatch(checkpointer) as preemption, jax.set_mesh(run.mesh), \
                 nn.logical_axis_rules(parallel.RULES):
             for step in range(start, config.train.steps):
-                batch = parallel.host_to_global(next(data_iter), run.mesh)
+                batch = dict(next(data_iter))
+                step_bad_files = bad_files.add(batch.pop("bad_files")) if bad_files is not None else None
+                batch = parallel.host_to_global(batch, run.mesh)
                 if step == start:  # compile ahead of time, to read the step's FLOPs for MFU
                     train_step = run.train_step.lower(state, batch).compile()
                     logger.set_flops(metrics_lib.compiled_flops(train_step), time.perf_counter() - started)
                 state, step_metrics = train_step(state, batch)
                 if pending is not None:
-                    logger.log(*pending)
-                pending = (step + 1, step_metrics)
+                    finish(*pending)
+                pending = (step + 1, step_metrics, step_bad_files)
                 stop = preemption.reached(step + 1)
                 if step + 1 in save_at or stop:
-                    logger.log(*pending)  # never checkpoint a non-finite state
+                    finish(*pending)  # never checkpoint a non-finite state
                     pending = None
                     save_started = time.perf_counter()
                     checkpointer.save(step + 1, state, data_iter, config)
@@ -308,8 +304,6 @@ def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, wo
                     preempted_at = step + 1
                     logging.warning("preemption notice: checkpointed step %d, stopping", preempted_at)
                     break
-            if pending is not None:
-                logger.log(*pending, force=True)
     finally:
         progress.close()
         writer.close()
@@ -319,35 +313,71 @@ def _train_steps(config, run, state, start, data_iter, checkpointer, save_at, wo
             "flops_per_step_per_device": logger.flops, **logger.last}
 
 
-class StepLogger:
-    """Turns a step's device metrics into logged scalars: non-finite guard, bad-file budget, MFU, progress."""
+def stop_if_nonfinite(config, checkpointer, step: int, scalars: dict) -> None:
+    """FloatingPointError naming the step when its loss or gradient is not finite (config.train.on_nonfinite
+    "stop"), after the pending checkpoint writes finished: the last good checkpoint is kept."""
+    if config.train.on_nonfinite != "stop" or (math.isfinite(scalars["loss"]) and math.isfinite(scalars["grad_norm"])):
+        return
+    checkpointer.wait()
+    raise FloatingPointError(
+        f"loss is {scalars['loss']} (grad norm {scalars['grad_norm']}) at step {step}; stopped with the last good "
+        f"checkpoint (step {checkpointer.latest_step()}) kept: lower config.optim.lr, check the data, or set "
+        f"--config.train.on_nonfinite=skip")
 
-    def __init__(self, config, writer, progress, checkpointer):
-        self.config, self.writer, self.progress, self.checkpointer = config, writer, progress, checkpointer
-        self.budget = (pipeline.BadFileBudget(config.data.video.max_bad_fraction, config.data.batch_size)
-                       if config.data.source == "video" else None)
+
+class BadFileCounter:
+    """Counts the unusable files the data pipeline replaced, on the host (the counts never go to the device), and
+    checks them against the budget at the logged steps, summed over all processes."""
+
+    def __init__(self, max_fraction: float):
+        self.budget = pipeline.BadFileBudget(max_fraction)
+        self.unchecked = np.zeros(len(video_lib.REASONS), np.int64)
+        self.clips = 0
+
+    def add(self, bad_files: np.ndarray) -> np.ndarray:
+        """Add one host batch's counts [b, len(REASONS)]; returns them summed over the batch [len(REASONS)]."""
+        counts = np.asarray(bad_files).sum(axis=0)
+        self.unchecked += counts
+        self.clips += len(bad_files)
+        return counts
+
+    def check(self, step_counts: np.ndarray) -> dict:
+        """{"bad_files/<reason>": that step's count, "bad_files_total/<reason>": running total}, over all processes;
+        RuntimeError past config.data.video.max_bad_fraction. Every process calls it at the same steps."""
+        local = np.concatenate([step_counts, self.unchecked, [self.clips]])
+        summed = local if jax.process_count() == 1 else multihost_utils.process_allgather(local).sum(axis=0)
+        reasons = len(video_lib.REASONS)
+        self.unchecked[:], self.clips = 0, 0
+        totals = self.budget.update(summed[reasons:2 * reasons], int(summed[-1]))
+        return {**{f"bad_files/{r}": int(n) for r, n in zip(video_lib.REASONS, summed[:reasons])}, **totals}
+
+
+class StepLogger:
+    """Turns a step's metrics into logged scalars: progress bar, MFU, metrics.jsonl / TensorBoard at the logged
+    steps (the collapse monitors only where the step computed them)."""
+
+    def __init__(self, config, writer, progress):
+        self.config, self.writer, self.progress = config, writer, progress
         self.peak = metrics_lib.peak_flops_per_device(override=config.monitor.peak_flops)
-        self.flops, self.compile_s, self.last = float("nan"), float("nan"), {}
+        self.flops, self.compile_s, self.last, self.spread = float("nan"), float("nan"), {}, float("nan")
 
     def set_flops(self, flops: float, compile_s: float) -> None:
         self.flops, self.compile_s = flops, compile_s
 
-    def log(self, step: int, device_metrics: dict, force: bool = False) -> None:
-        scalars = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-        finite = math.isfinite(scalars["loss"]) and math.isfinite(scalars["grad_norm"])
-        if not finite and self.config.train.on_nonfinite == "stop":
-            self.checkpointer.wait()
-            raise FloatingPointError(
-                f"loss is {scalars['loss']} (grad norm {scalars['grad_norm']}) at step {step}; stopped with the "
-                f"last good checkpoint (step {self.checkpointer.latest_step()}) kept: lower config.optim.lr, "
-                f"check the data, or set --config.train.on_nonfinite=skip")
-        if self.budget is not None:
-            scalars.update(self.budget.update(scalars))
-        self.progress.update({"loss": scalars["loss"], "spread": scalars["target_spread"]})
+    def logs(self, step: int) -> bool:
+        return bool(step_lib.on_schedule(step, self.config.train.log_every, self.config.train.steps))
+
+    def log(self, step: int, scalars: dict) -> None:
+        monitored = step_lib.on_schedule(step, self.config.monitor.every or self.config.train.log_every,
+                                         self.config.train.steps)
+        if not monitored:
+            scalars = {k: v for k, v in scalars.items() if k not in step_lib.MONITORS}
+        self.spread = scalars.get("target_spread", self.spread)
+        self.progress.update({"loss": scalars["loss"], "spread": self.spread})
         rate = self.progress.steps_per_second()
         if math.isfinite(rate):
             scalars.update(steps_per_s=rate, step_time_s=1.0 / rate, mfu=self.flops * rate / self.peak)
-        if force or step % self.config.train.log_every == 0 or step == 1:
+        if self.logs(step):
             self.writer.write(step, scalars)
         self.last = scalars
 

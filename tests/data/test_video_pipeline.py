@@ -128,11 +128,12 @@ def test_fuzz_200_files_with_a_quarter_bad(tmp_path):
 
 
 def test_budget_stops_a_run_with_too_many_bad_files():
-    budget = pipeline.BadFileBudget(max_fraction=0.2, clips_per_step=8, min_files=10)
-    assert budget.update({"bad_files/missing": 1.0})["bad_files_total/missing"] == 1
+    budget = pipeline.BadFileBudget(max_fraction=0.2, min_files=10)
+    one_missing = [int(r == "missing") for r in video.REASONS]
+    assert budget.update(one_missing, clips=8)["bad_files_total/missing"] == 1
     with pytest.raises(RuntimeError, match=r"5 of 21 video files could not be used \(missing=1, empty=4\), "
                                            r"more than config.data.video.max_bad_fraction=0.2"):
-        budget.update({"bad_files/empty": 4.0})
+        budget.update([4 * int(r == "empty") for r in video.REASONS], clips=8)
 
 
 def test_a_manifest_of_only_bad_files_fails_with_a_clear_error(tmp_path):

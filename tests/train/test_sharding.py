@@ -101,7 +101,7 @@ def test_fsdp_base_model_state_per_device_is_an_eighth(smoke_config):
     config.model.size = "base"
     config.model.predictor.update(width=384, depth=12, num_heads=12)
     mesh = parallel.make_mesh(config.mesh)
-    init_fn = loop.train_state_init_fn(config)
+    init_fn = loop.train_state_init_fn(loop.build_run(config, abstract=True))
     with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
         abstract = parallel.abstract_sharded(init_fn, mesh)
         shardings = jax.tree.map(lambda x: x.sharding, abstract)
