@@ -1,4 +1,4 @@
-"""jepa_jax: a JAX-native framework for JEPA world models (I-JEPA, V-JEPA, V-JEPA 2, V-JEPA 2-AC).
+"""jepa_jax: a JAX-native framework for JEPA world models (I-JEPA, V-JEPA, V-JEPA 2; V-JEPA 2-AC planned).
 
 `jepa_jax.load(DIR)` returns a trained model (see `jepa_jax.pretrained`); it is imported on first use so that
 `import jepa_jax` (and the command line's --help) stays fast.

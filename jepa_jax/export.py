@@ -34,7 +34,7 @@ CONFIG_KEY = "jepa_jax_config"  # our config (JSON) inside fair exports: exact a
 TRAINING_EXTRAS = frozenset({"opt", "scaler", "epoch", "loss", "batch_size", "world_size", "lr", "itr"})
 ARCH_SIZES = {"vitl16": "large", "vith16": "huge", "vitg16": "giant"}
 ARCH_FAMILIES = {"vjepa": "sincos", "vjepa2": "rope"}  # V-JEPA: sin-cos positions; V-JEPA 2: 3D RoPE
-V2_PREDICTOR_HEADS = 12  # V-JEPA's predictor uses the encoder's head count (vjepa_spec.md 2.1)
+V2_PREDICTOR_HEADS = 12  # V-JEPA's predictor uses the encoder's head count (docs/official_reference.md 3)
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -1,7 +1,7 @@
 """Tensor layouts of other code bases, as tables over our parameter names (no file I/O here).
 
 Our parameters, flattened with "." (`blocks_0.attn.qkv.kernel` [D, 3, h, Dh]), map to:
-  - "fair": the official V-JEPA / V-JEPA 2 state dicts (vjepa_spec.md 8.3, 8.4), e.g. `blocks.0.attn.qkv.weight`
+  - "fair": the official V-JEPA / V-JEPA 2 state dicts (docs/official_reference.md 7), e.g. `blocks.0.attn.qkv.weight`
     [3D, D] (rows [q; k; v], heads contiguous), PyTorch Linear weights [out, in], Conv3d [D, C, t, p, p] (Conv2d
     [D, C, p, p] for one-frame tubelets), one `mask_tokens.{k}` (1, 1, Dp) per mask token;
   - "hf": Hugging Face `transformers` VJEPA2Model, e.g. `encoder.layer.0.attention.query.weight` [D, D] (q, k, v

@@ -1,11 +1,11 @@
 """Multi-block 3D masks for V-JEPA with static token counts (numpy only).
 
-This is the V-JEPA multi-block masker (``multiblock3d.py``, spec section 3),
-changed so that the number of context and target tokens is fixed per
-(grid, mask config). The official collator truncates every sample's index list
-to the batch minimum, so the token counts change every step; under ``jax.jit``
-that recompiles the train step. Here the counts are constants and the step
-compiles once.
+This is the V-JEPA multi-block masker (``jepa:src/masks/multiblock3d.py``,
+docs/official_reference.md section 4), changed so that the number of context
+and target tokens is fixed per (grid, mask config). The official collator
+truncates every sample's index list to the batch minimum, so the token counts
+change every step; under ``jax.jit`` that recompiles the train step. Here the
+counts are constants and the step compiles once.
 
 Rule, per (grid ``(T', H', W')``, config):
 
@@ -25,8 +25,9 @@ Rule, per (grid ``(T', H', W')``, config):
    and ``num_context`` the lower ``QUANTILE`` of ``|context| = N - |target|``.
    For ``q <= 0.5`` this is ``num_target = Q_q(|target|)`` and ``num_context =
    N - Q_{1-q}(|target|)``, so ``num_context + num_target <= N`` always.
-   ``q = 0.05`` approximates the official batch-minimum truncation (spec
-   table, batches of 24); fractions of N, ours vs table:
+   ``q = 0.05`` approximates the official batch-minimum truncation (the official
+   generator's measured fractions in batches of 24, docs/official_reference.md
+   section 4); fractions of N, ours vs official:
 
    ============  ===========  ===========  ===========  ===========
    grid          short ctx    short tgt    long ctx     long tgt

@@ -1,13 +1,13 @@
 """Config builders for the files under experiments/configs: the full config schema, and the published recipes.
 
 `base_config()` holds every field the engine reads, with the tiny built-in-world values; the recipe functions
-change what the official V-JEPA (vjepa_spec.md 4.3) and V-JEPA 2 (4.4) configs set. Experiment files call one of
-them and say which official config they mirror.
+change what the official V-JEPA, V-JEPA 2 and I-JEPA configs set (docs/official_reference.md 5). Experiment files
+call one of them and say which official config they mirror.
 """
 
 import ml_collections
 
-# Official iterations per epoch; schedules stretch over ipe_scale x the run (vjepa_spec.md 4.2).
+# Official iterations per epoch; schedules stretch over ipe_scale x the run (docs/official_reference.md 5.1).
 OFFICIAL_IPE = 300
 
 

@@ -39,9 +39,9 @@ def tiny_config(pos_embedding: str = "rope", image: bool = False):
     return config
 
 
-# --------------------------------------------------------------------------- official layout tables (vjepa_spec 8)
+# ------------------------------------------------------ official layout tables (docs/official_reference.md 7)
 
-def test_fair_keys_and_shapes_match_the_spec_tables():
+def test_fair_keys_and_shapes_match_the_official_tables():
     vitl2 = export.fair_shapes(recipes.vjepa2("large", epochs=1))
     assert len(vitl2["encoder"]) == 292 and "pos_embed" not in vitl2["encoder"]
     assert vitl2["encoder"]["patch_embed.proj.weight"] == (1024, 3, 2, 16, 16)

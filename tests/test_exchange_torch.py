@@ -120,7 +120,7 @@ def test_fair_pt_round_trip_is_bit_exact_and_official_shaped(tmp_path):
 
 
 def _v1_state_dicts(seed: int) -> dict:
-    """An official V-JEPA (sin-cos) ViT 'micro' checkpoint, names and shapes as in vjepa_spec.md 8.3/8.4:
+    """An official V-JEPA (sin-cos) ViT 'micro' checkpoint, names and shapes as in docs/official_reference.md 7:
     width 128, 4 blocks, MLP 512, patch 16, tubelet 2, 16 frames at 32 px (8 x 2 x 2 tokens); predictor 64 x 2."""
     from jepa_jax.models import posemb  # pylint: disable=g-import-not-at-top
     rng = np.random.default_rng(seed)
@@ -197,7 +197,7 @@ def test_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
 
 
 def _official_to_hf(state_dict: dict) -> dict:
-    """Official V-JEPA 2 keys (vjepa_spec.md 8.3, 8.4) -> VJEPA2Model keys, written from the two layouts' module
+    """Official V-JEPA 2 keys (docs/official_reference.md 7) -> VJEPA2Model keys, written from the two layouts' module
     names: fused qkv rows [q; k; v] split in three, mask_tokens.k stacked."""
     out, tokens = {}, {}
     for key, value in state_dict.items():

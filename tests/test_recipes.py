@@ -1,5 +1,6 @@
-"""Published recipes: every hyper-parameter against a table transcribed from vjepa_spec.md 4.3/4.4, parameter
-counts against the spec's verified counts, and a dry run (abstract init + lowering) on 8 fake devices."""
+"""Published recipes: every hyper-parameter against a table transcribed from the official configs, parameter
+counts against the official models' (both in docs/official_reference.md), and a dry run (abstract init +
+lowering) on 8 fake devices."""
 
 import os
 
@@ -20,7 +21,7 @@ V2 = dict(frames=16, frame_step=0, fps=4.0, warmup=12_000, start_lr=1e-4, lr=5.2
           wd=(0.04, 0.04), ema=(0.99925, 0.99925), pred=(384, 12, 12), pos="rope", seed=239, clip=0.0,
           schedule="warmup_cosine", weights=(0.335, 0.1, 0.565), remat=True, crop=256, batch=3072)
 COOLDOWN = {**V2, "frames": 64, "warmup": 0, "start_lr": 5.25e-4, "final_lr": 1e-6, "schedule": "linear_decay"}
-# (file[:arg]) -> expected hyper-parameters (vjepa_spec.md 4.3 V-JEPA, 4.4 V-JEPA 2).
+# (file[:arg]) -> expected hyper-parameters (docs/official_reference.md 5.2 V-JEPA, 5.3 V-JEPA 2).
 TABLE = {
     "vjepa_vitl16.py": {**V1, "size": "large", "crop": 224, "batch": 3072},
     "vjepa_vith16.py": {**V1, "size": "huge", "crop": 224, "batch": 3072},
@@ -33,7 +34,7 @@ TABLE = {
     "vjepa2_cooldown_64f.py:vitg": {**COOLDOWN, "size": "giant", "steps": 120},
     "vjepa2_cooldown_64f.py:vitg384": {**COOLDOWN, "size": "giant", "crop": 384, "steps": 12_000},
 }
-# Trainable parameters verified on the official code (vjepa_spec.md 1.1, 2.1). The official V-JEPA 2 ViT-g
+# Trainable parameters of the official modules (docs/official_reference.md 1, 3). The official V-JEPA 2 ViT-g
 # predictor count includes 10 mask tokens; ours has one per mask config (2), i.e. 8 x 384 fewer.
 ENCODER_PARAMS = {"large": 303_885_312, "huge": 631_648_000, "giant": 1_012_173_952}
 PREDICTOR_PARAMS = {"large": 22_082_944, "huge": 22_279_808, "giant": 22_381_312 - 8 * 384}
@@ -64,7 +65,8 @@ def test_ijepa_vith14_matches_the_official_recipe():
     assert config.masks.to_dict() == {"ijepa": dict(num_targets=4, target_scale=(0.15, 0.2),
                                                     context_scale=(0.85, 1.0), aspect_ratio=(0.75, 1.5))}
     state = loop.build_run(config, abstract=True).state
-    # ViT-H/16 (spec) with a 14x14x3 patch embedding instead of 2x16x16x3; predictor with I-JEPA's one mask token.
+    # The official ViT-H/16 count with a 14x14x3 patch embedding instead of 2x16x16x3; predictor with I-JEPA's
+    # one mask token.
     assert count(state.params["encoder"]) == ENCODER_PARAMS["huge"] - (2 * 16 * 16 - 14 * 14) * 3 * 1280
     assert count(state.params["predictor"]) == PREDICTOR_PARAMS["huge"] - 384
 
@@ -90,8 +92,9 @@ def test_hyperparameters_match_the_official_recipe(name):
     assert (tuple(v.scale), tuple(v.aspect_ratio), v.flip) == ((0.3, 1.0), (0.75, 1.35), 0.5)
 
 
-def test_schedules_end_where_the_spec_says():
-    """V-JEPA: lr ~7.5e-5 and wd ~0.366 at the last of 90K steps (ipe_scale); cooldown: lr ~1.06e-4 at 12K."""
+def test_schedules_end_where_the_official_schedules_do():
+    """V-JEPA: lr ~7.5e-5 and wd ~0.366 at the last of 90K steps (ipe_scale); cooldown: lr ~1.06e-4 at 12K
+    (docs/official_reference.md 5.2, 5.3)."""
     v1 = load("vjepa_vitl16.py").optim
     horizon = int(1.25 * 90_000)
     assert float(optim.learning_rate_schedule(v1, horizon)(90_000 - 1)) == pytest.approx(7.5e-5, rel=0.02)

@@ -9,7 +9,7 @@ trained encoder at several checkpoints, the same encoder at random init, and raw
 
 Grid choice: 64 x 64 frames with 8 x 8 patches (an 8 x 8 token grid, so a 4-6 px ball sits in one or two
 patches) and 8 frames with tubelet 2 (4 time slices to read motion from): 256 tokens per clip.
-Default objective is the EMA-free `sigreg` (see ../shared reference: a naive EMA run collapses at this scale).
+Default objective is the EMA-free `sigreg` (docs/tiny_world.md: a naive EMA run collapses at this scale).
 """
 
 import ml_collections

@@ -29,7 +29,7 @@ class ViTSize:
     mlp_dim: int
 
 
-# Official factories (vjepa_spec.md 1.1); "giant" is V-JEPA 2's vit_giant_xformers (22 heads of 64).
+# Official factories (docs/official_reference.md 1); "giant" is V-JEPA 2's vit_giant_xformers (22 heads of 64).
 # "nano" and "micro" are CPU test sizes.
 SIZES = {
     "nano": ViTSize(32, 2, 2, 128),

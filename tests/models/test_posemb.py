@@ -1,4 +1,5 @@
-"""Position encodings against independently computed values (plain Python loops over the spec's formulas)."""
+"""Position encodings against independently computed values (plain Python loops over the official
+formulas, docs/official_reference.md 2)."""
 
 import math
 
@@ -10,13 +11,13 @@ from jepa_jax.models import posemb
 
 
 def reference_sincos_1d(dim, pos):
-    """Spec 1.4: w_k = 10000^(-k/(d/2)); [sin(p w_0..), cos(p w_0..)]."""
+    """Sin-cos: w_k = 10000^(-k/(d/2)); [sin(p w_0..), cos(p w_0..)]."""
     half = dim // 2
     return [math.sin(pos * 10000 ** (-k / half)) for k in range(half)] + \
            [math.cos(pos * 10000 ** (-k / half)) for k in range(half)]
 
 
-def test_sincos_3d_uniform_power_matches_spec_formula():
+def test_sincos_3d_uniform_power_matches_the_official_formula():
     dim, grid = 20, (2, 3, 4)
     table = posemb.sincos_3d(dim, grid, uniform_power=True)
     per_axis = 2 * math.ceil(dim / 6)  # 8 per axis -> 24, truncated to 20
@@ -40,18 +41,18 @@ def test_sincos_3d_split_dims_and_2d_image_table():
 
 
 def test_vjepa_predictor_sincos_has_128_channels_per_axis():
-    # Spec: predictor width 384 gets exactly 128 / 128 / 128.
+    # Official: predictor width 384 gets exactly 128 / 128 / 128.
     table = posemb.sincos_3d(384, (1 + 1, 1, 2))
     np.testing.assert_allclose(table[1, 256:], reference_sincos_1d(128, 1), atol=1e-6)
 
 
 @pytest.mark.parametrize("head_dim,expected", [(64, 20), (80, 26), (32, 10), (88, 28)])
-def test_rope_axis_dims_match_spec(head_dim, expected):
+def test_rope_axis_dims_match_the_official_ones(head_dim, expected):
     assert posemb.rope_axis_dim(head_dim) == expected
 
 
 def reference_rope(x, coords, pairing):
-    """Loop implementation of spec 1.5 for one token/head: x [Dh], coords (t, i, j)."""
+    """Loop implementation of the official 3D RoPE for one token/head: x [Dh], coords (t, i, j)."""
     dh = len(x)
     a = 2 * ((dh // 3) // 2)
     m = a // 2
