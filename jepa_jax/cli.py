@@ -1,174 +1,286 @@
-"""The `jepa-jax` command. Each verb is a thin wrapper over a library function users can call too.
+"""The `jepa-jax` command: each verb is a thin wrapper over a library function users can call too.
 
-  jepa-jax train  --config experiments/configs/tiny_world.py [--config.x=y ...] --workdir DIR
-                  [--multihost | --coordinator_address HOST:PORT --num_processes N --process_id I]
-      -> jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...)
-  jepa-jax train  --rerun RUN_DIR --workdir DIR
-      -> train(jepa_jax.config.load_run(RUN_DIR), DIR): the same run again from its config.json
-  jepa-jax train  --config FILE --workdir DIR --dry_run
-      -> jepa_jax.train.loop.dry_run(config): abstract init + lowering on the config's mesh, nothing allocated
-  jepa-jax report --config experiments/configs/tiny_world.py --workdir DIR
-      -> re-probe the checkpoints of an existing run
-  jepa-jax sweep experiments/sweeps/NAME.py --workdir DIR [--print_commands]
-      -> jepa_jax.sweep.run_sweep(...): runs (or prints) every unfinished run, writes results.csv/.md/.png
-  jepa-jax data inspect MANIFEST --out DIR [--frames 16 --fps 4 --crop 224]
-      -> jepa_jax.data.inspect.inspect_manifest(...): summary + contact_sheet.png
-  jepa-jax data pack MANIFEST --out DIR [--frames 16 --fps 4 --short_side 256 --shards 8]
-      -> jepa_jax.data.packed.pack_manifest(...): ArrayRecord shards of decoded clips
-  jepa-jax export --run DIR [--step N] --out OUT --format {native,fair,hf} [--groups ...] [--encoder auto]
-      -> jepa_jax.export.export(...): safetensors + config.json + model card, official layout, or Hugging Face
-  jepa-jax import --from {fair,hf} --src PATH --out DIR [--arch vjepa2_vitl16]
-      -> jepa_jax.export.import_weights(...): official or Hugging Face weights as a native folder
-  jepa-jax extract --model DIR --data MANIFEST --out FILE.npy|.safetensors [--pool mean|tokens]
-      -> jepa_jax.pretrained.extract(...): features of every clip, with a progress bar
+  train          jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...);
+                 --rerun DIR takes the config from a run's config.json, --dry_run runs loop.dry_run(config)
+  report         jepa_jax.evals.report.world_report(...) on the checkpoints of an existing run
+  sweep          jepa_jax.sweep.run_sweep(...)
+  data inspect   jepa_jax.data.inspect.inspect_manifest(...)
+  data pack      jepa_jax.data.packed.pack_manifest(...)
+  export         jepa_jax.export.export(...)
+  import         jepa_jax.export.import_weights(...)
+  extract        jepa_jax.pretrained.extract(...)
+
+The VERBS table below drives both help (`jepa-jax --help`, `jepa-jax VERB --help`: a verb's flags, defaults and
+an example) and dispatch, which rejects another verb's flags in one line. Flags are absl flags; `--config` and
+`--config.FIELD=VALUE` are ml_collections config flags. Help imports no JAX.
 """
 
 import json
 import os
 import sys
+import textwrap
+from typing import Callable, NamedTuple, NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-VERBS = ("train", "report", "data", "sweep")
-EXCHANGE_VERBS = ("export", "import", "extract")
-DATA_VERBS = ("inspect", "pack")
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]).",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]); set any field "
+                                          "with --config.FIELD=VALUE, e.g. --config.train.steps=100.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, metrics, checkpoints, report.")
-_OUT = flags.DEFINE_string("out", None, "data inspect/pack, export, import: output folder; extract: output file.")
-_FRAMES = flags.DEFINE_integer("frames", 16, "data inspect/pack: frames per clip.")
-_FPS = flags.DEFINE_float("fps", 4.0, "data inspect/pack: target frame rate (V-JEPA 2); 0 to use --frame_step.")
-_FRAME_STEP = flags.DEFINE_integer("frame_step", 0, "data inspect/pack: source frames between sampled frames.")
-_CROP = flags.DEFINE_integer("crop", 224, "data inspect: crop size of the contact-sheet clips.")
-_SHORT_SIDE = flags.DEFINE_integer("short_side", 256, "data pack: resize clips so the short side is this.")
-_SHARDS = flags.DEFINE_integer("shards", 1, "data pack: number of ArrayRecord shards.")
-_CLIPS_PER_VIDEO = flags.DEFINE_integer("clips_per_video", 1, "data pack: clips per video (>1: random windows).")
+_OUT = flags.DEFINE_string("out", None, "Output folder.")
+_FRAMES = flags.DEFINE_integer("frames", 16, "Frames per clip.")
+_FPS = flags.DEFINE_float("fps", 4.0, "Frame rate to sample clips at (V-JEPA 2); unused with --frame_step.")
+_FRAME_STEP = flags.DEFINE_integer("frame_step", 0, "Source frames between sampled frames instead of --fps (0: "
+                                   "use --fps).")
+_CROP = flags.DEFINE_integer("crop", 224, "Crop size of the contact-sheet clips.")
+_SHORT_SIDE = flags.DEFINE_integer("short_side", 256, "Resize clips so the short side is this many pixels.")
+_SHARDS = flags.DEFINE_integer("shards", 1, "Number of ArrayRecord shards.")
+_CLIPS_PER_VIDEO = flags.DEFINE_integer("clips_per_video", 1, "Clips per video (>1: random windows).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0 (default: "
                                    "detected on TPU pods and SLURM, else one process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
-_RERUN = flags.DEFINE_string("rerun", None, "train: re-run the run directory DIR with its own config.json "
-                              "(same config, seed and mesh give the same metrics); use a new --workdir.")
-_PRINT_COMMANDS = flags.DEFINE_bool("print_commands", False, "sweep: print one `jepa-jax train` command per run "
-                                    "(for a cluster) instead of running them here.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "train: only build the sharded state abstractly and lower the step "
-                             "on the config's mesh (no allocation); print mesh, parameter counts, bytes per device.")
-_RUN = flags.DEFINE_string("run", None, "export: a run directory, or an export/import folder.")
-_STEP = flags.DEFINE_integer("step", None, "export, extract: checkpoint step of a run (default: the newest).")
-_FORMAT = flags.DEFINE_string("format", "native", "export: native (safetensors + config.json + model card), fair "
+_RERUN = flags.DEFINE_string("rerun", None, "Instead of --config: train again from the config.json of run "
+                             "directory DIR (same config, seed and mesh give the same metrics); use a new --workdir.")
+_PRINT_COMMANDS = flags.DEFINE_bool("print_commands", False, "Print one `jepa-jax train` command per run (for a "
+                                    "cluster) instead of running them here.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only build the sharded state abstractly and lower the step on the "
+                             "config's mesh (no allocation); print mesh, parameter counts, bytes per device.")
+_RUN = flags.DEFINE_string("run", None, "A run directory, or an export/import folder.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step of a run (default: the newest).")
+_FORMAT = flags.DEFINE_string("format", "native", "native (safetensors + config.json + model card), fair "
                               "(official V-JEPA layout) or hf (transformers VJEPA2Model).")
-_GROUPS = flags.DEFINE_list("groups", ["encoder", "target_encoder", "predictor"], "export: weight groups to write.")
-_ENCODER = flags.DEFINE_string("encoder", "auto", "export hf, extract: which encoder: auto (the EMA target encoder "
-                               "when there is one), target or online.")
-_FROM = flags.DEFINE_string("from", None, "import: fair (official .pt / .pth.tar / safetensors) or hf (folder).")
-_SRC = flags.DEFINE_string("src", None, "import: the checkpoint file or Hugging Face folder.")
-_ARCH = flags.DEFINE_string("arch", None, "import fair: architecture when it cannot be detected, e.g. vjepa2_vitl16.")
-_MODEL = flags.DEFINE_string("model", None, "extract: an export/import folder or a run directory.")
-_DATA = flags.DEFINE_string("data", None, "extract: a manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
-_POOL = flags.DEFINE_string("pool", "mean", "extract: mean ([M, D]) or tokens ([M, N, D]).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "extract: clips per forward pass.")
+_GROUPS = flags.DEFINE_list("groups", ["encoder", "target_encoder", "predictor"], "Weight groups to write.")
+_ENCODER = flags.DEFINE_string("encoder", "auto", "Which encoder: auto (the EMA target encoder when there is "
+                               "one), target or online.")
+_FROM = flags.DEFINE_string("from", None, "fair (official .pt / .pth.tar / safetensors) or hf (Hugging Face "
+                            "folder).")
+_SRC = flags.DEFINE_string("src", None, "The checkpoint file or Hugging Face folder.")
+_ARCH = flags.DEFINE_string("arch", None, "Architecture of a fair checkpoint when it cannot be detected, e.g. "
+                            "vjepa2_vitl16.")
+_MODEL = flags.DEFINE_string("model", None, "An export/import folder or a run directory.")
+_DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
+_POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
 
-def _data(argv) -> None:
-    """`jepa-jax data {inspect,pack} MANIFEST --out DIR`."""
-    if len(argv) != 4 or argv[2] not in DATA_VERBS or not _OUT.value:
-        raise app.UsageError(f"usage: jepa-jax data {{{','.join(DATA_VERBS)}}} MANIFEST --out DIR")
-    sampling = dict(frame_step=_FRAME_STEP.value or None, target_fps=None if _FRAME_STEP.value else _FPS.value)
-    if argv[2] == "inspect":
-        from jepa_jax.data import inspect  # pylint: disable=g-import-not-at-top
-        summary = inspect.inspect_manifest(argv[3], _OUT.value, frames_per_clip=_FRAMES.value,
-                                           crop_size=_CROP.value, **sampling)
-    else:
-        from jepa_jax.data import packed  # pylint: disable=g-import-not-at-top
-        summary = packed.pack_manifest(argv[3], _OUT.value, frames_per_clip=_FRAMES.value,
-                                       short_side=_SHORT_SIDE.value, num_shards=_SHARDS.value,
-                                       clips_per_video=_CLIPS_PER_VIDEO.value, **sampling)
-        summary["skipped"] = summary["skipped"][:10]
-    print(json.dumps(summary, indent=2))
+def _run_config():
+    """The config of --rerun DIR or --config, once JAX knows its processes (this one, or every host's)."""
+    if flags.FLAGS["config"].present:
+        config_path = config_flags.get_config_filename(flags.FLAGS["config"])
+        if not os.path.isfile(config_path.split(":")[0]):
+            raise FileNotFoundError(f"--config {config_path}: no such file; configs live in experiments/configs/")
+    from jepa_jax import config as config_lib, parallel  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
+    return config_lib.load_run(_RERUN.value) if _RERUN.value else _CONFIG.value
 
 
-def _sweep(argv) -> None:
-    """`jepa-jax sweep SWEEP_FILE --workdir DIR [--print_commands]`."""
-    if len(argv) != 3 or not _WORKDIR.value:
-        raise app.UsageError("usage: jepa-jax sweep experiments/sweeps/NAME.py --workdir DIR [--print_commands]")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+def _print_report(config, workdir) -> None:
+    """Probes the checkpoints in `workdir` and prints report.md."""
+    from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
+    result = report.world_report(config, workdir)
+    with open(result["paths"]["report.md"], encoding="utf-8") as f:
+        print(f.read())
+
+
+def _train() -> None:
+    from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
+    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    config, workdir = _run_config(), _WORKDIR.value
+    if _DRY_RUN.value:
+        print(json.dumps(loop.dry_run(config)))
+        return
+    summary = loop.train(config, workdir)
+    loop.save_summary(summary, workdir)
+    print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()}))
+    if not report.wanted_after_training(config, summary):
+        return  # no probes asked for, not the built-in world, or preempted (`train` again resumes)
+    _print_report(config, workdir)
+
+
+def _report() -> None:
+    config = _run_config()
+    if config.data.source != "balls":
+        raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
+                         f"{config.data.source!r} has no ground-truth states to probe")
+    _print_report(config, _WORKDIR.value)
+
+
+def _sweep(sweep_file: str) -> None:
     from jepa_jax import sweep  # pylint: disable=g-import-not-at-top
-    rows = sweep.run_sweep(argv[2], _WORKDIR.value, print_commands=_PRINT_COMMANDS.value)
+    rows = sweep.run_sweep(sweep_file, _WORKDIR.value, print_commands=_PRINT_COMMANDS.value)
     if rows:
         with open(f"{_WORKDIR.value}/results.md", encoding="utf-8") as f:
             print(f.read())
 
 
-def _exchange(argv) -> None:
-    """`jepa-jax export|import|extract ...`: prints a JSON summary."""
-    required = {"export": (("run", _RUN), ("out", _OUT)), "import": (("from", _FROM), ("src", _SRC), ("out", _OUT)),
-                "extract": (("model", _MODEL), ("data", _DATA), ("out", _OUT))}[argv[1]]
-    missing = [f"--{name}" for name, flag in required if not flag.value]
-    if len(argv) != 2 or missing:
-        raise app.UsageError(f"jepa-jax {argv[1]}: {' '.join(missing) or 'no positional arguments'} "
-                             f"{'required' if missing else 'expected'}; see jepa-jax --help")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    from jepa_jax import export, pretrained  # pylint: disable=g-import-not-at-top
-    if argv[1] == "export":
-        summary = export.export(_RUN.value, _OUT.value, _FORMAT.value, step=_STEP.value, groups=_GROUPS.value,
-                                encoder=_ENCODER.value)
-    elif argv[1] == "import":
-        summary = export.import_weights(_FROM.value, _SRC.value, _OUT.value, arch=_ARCH.value)
-    else:
-        summary = pretrained.extract(_MODEL.value, _DATA.value, _OUT.value, pool=_POOL.value,
-                                     batch_size=_BATCH_SIZE.value, step=_STEP.value, encoder=_ENCODER.value)
-    print(json.dumps(summary))
+def _sampling() -> dict:
+    """Clip sampling of the data verbs: every --frame_step-th frame, else --fps."""
+    return dict(frame_step=_FRAME_STEP.value or None, target_fps=None if _FRAME_STEP.value else _FPS.value)
 
 
-def _main(argv) -> None:
-    if len(argv) >= 2 and argv[1] in EXCHANGE_VERBS:
-        _exchange(argv)
-        return
-    if len(argv) >= 2 and argv[1] == "data":
-        _data(argv)
-        return
-    if len(argv) >= 2 and argv[1] == "sweep":
-        _sweep(argv)
-        return
-    if len(argv) != 2 or argv[1] not in VERBS:
-        raise app.UsageError(f"usage: jepa-jax {{{','.join(VERBS + EXCHANGE_VERBS)}}} ... "
-                             f"(got {' '.join(argv[1:]) or 'no verb'})")
-    config_path = config_flags.get_config_filename(flags.FLAGS["config"]) if flags.FLAGS["config"].present else None
-    if (config_path is None and not _RERUN.value) or _WORKDIR.value is None:
-        raise app.UsageError("--config (or train --rerun DIR) and --workdir are required")
-    if config_path is not None and not os.path.isfile(config_path.split(":")[0]):
-        raise FileNotFoundError(f"--config {config_path}: no such file; configs live in experiments/configs/")
+def _inspect(manifest: str) -> None:
+    from jepa_jax.data import inspect  # pylint: disable=g-import-not-at-top
+    print(json.dumps(inspect.inspect_manifest(manifest, _OUT.value, frames_per_clip=_FRAMES.value,
+                                              crop_size=_CROP.value, **_sampling()), indent=2))
+
+
+def _pack(manifest: str) -> None:
+    from jepa_jax.data import packed  # pylint: disable=g-import-not-at-top
+    summary = packed.pack_manifest(manifest, _OUT.value, frames_per_clip=_FRAMES.value, short_side=_SHORT_SIDE.value,
+                                   num_shards=_SHARDS.value, clips_per_video=_CLIPS_PER_VIDEO.value, **_sampling())
+    summary["skipped"] = summary["skipped"][:10]
+    print(json.dumps(summary, indent=2))
+
+
+def _export() -> None:
+    from jepa_jax import export  # pylint: disable=g-import-not-at-top
+    print(json.dumps(export.export(_RUN.value, _OUT.value, _FORMAT.value, step=_STEP.value, groups=_GROUPS.value,
+                                   encoder=_ENCODER.value)))
+
+
+def _import() -> None:
+    from jepa_jax import export  # pylint: disable=g-import-not-at-top
+    print(json.dumps(export.import_weights(_FROM.value, _SRC.value, _OUT.value, arch=_ARCH.value)))
+
+
+def _extract() -> None:
+    from jepa_jax import pretrained  # pylint: disable=g-import-not-at-top
+    print(json.dumps(pretrained.extract(_MODEL.value, _DATA.value, _OUT.value, pool=_POOL.value,
+                                        batch_size=_BATCH_SIZE.value, step=_STEP.value, encoder=_ENCODER.value)))
+
+
+class Verb(NamedTuple):
+    """A `jepa-jax` verb: what `--help` prints for it, and `run(*args)` with its positional arguments."""
+    name: str
+    summary: str
+    args: tuple[str, ...]  # positional arguments
+    required: tuple[str, ...]  # required flags as usage shows them; "--a X|--b Y": one of them
+    flags: tuple[str, ...]  # every flag it reads
+    example: str
+    run: Callable[..., None]
+    notes: dict[str, str] = {}  # flag help for this verb, where it differs from the flag's own
+
+
+_MULTI_PROCESS = ("multihost", "coordinator_address", "num_processes", "process_id")
+_SAMPLING = ("frames", "fps", "frame_step")
+VERBS = (
+    Verb("train", "Train a model on a config and probe it (report.md); --rerun repeats a run, --dry_run sizes it.",
+         (), ("--config FILE|--rerun DIR", "--workdir DIR"), ("config", "workdir", "rerun", "dry_run", *_MULTI_PROCESS),
+         "jepa-jax train --config experiments/configs/tiny_world.py --workdir runs/tiny_world", _train),
+    Verb("report", "Probe the checkpoints of a built-in-world run again: report.md and report.png.", (),
+         ("--config FILE", "--workdir DIR"), ("config", "workdir", *_MULTI_PROCESS),
+         "jepa-jax report --config experiments/configs/tiny_world.py --workdir runs/tiny_world", _report),
+    Verb("sweep", "Train every unfinished run of a sweep (or print their commands); results.csv/.md/.png.",
+         ("SWEEP_FILE",), ("--workdir DIR",), ("workdir", "print_commands"),
+         "jepa-jax sweep experiments/sweeps/ema_lr.py --workdir runs/sweeps/ema_lr --print_commands", _sweep,
+         {"workdir": "Folder of the sweep: one run directory per run, results.csv/.md/.png."}),
+    Verb("data inspect", "Summarise the videos of a manifest (CSV, JSONL, folder or glob); contact_sheet.png.",
+         ("MANIFEST",), ("--out DIR",), ("out", *_SAMPLING, "crop"),
+         "jepa-jax data inspect train.csv --out runs/inspect_train", _inspect),
+    Verb("data pack", "Decode the clips of a manifest once into ArrayRecord shards (config.data.source=packed).",
+         ("MANIFEST",), ("--out DIR",), ("out", *_SAMPLING, "short_side", "shards", "clips_per_video"),
+         "jepa-jax data pack train.csv --out packed/train --shards 8", _pack),
+    Verb("export", "Write a run's weights: native safetensors, the official V-JEPA layout or Hugging Face.", (),
+         ("--run DIR", "--out DIR"), ("run", "step", "out", "format", "groups", "encoder"),
+         "jepa-jax export --run runs/tiny_world --out exports/tiny_world_fair --format fair", _export,
+         {"encoder": "--format hf: which encoder to write: auto (the EMA target encoder when there is one), target or "
+                    "online."}),
+    Verb("import", "Official (fair) or Hugging Face (hf) V-JEPA weights as a native folder.", (),
+         ("--from {fair,hf}", "--src PATH", "--out DIR"), ("from", "src", "out", "arch"),
+         "jepa-jax import --from fair --src exports/tiny_world_fair/checkpoint.safetensors --out imported/tiny_world",
+         _import),
+    Verb("extract", "Features of every clip of a manifest from a model: .npy or .safetensors.", (),
+         ("--model DIR", "--data MANIFEST", "--out FILE"),
+         ("model", "data", "out", "pool", "batch_size", "step", "encoder"),
+         "jepa-jax extract --model runs/tiny_world --data train.csv --out features.npy", _extract,
+         {"out": "Output file: .npy or .safetensors."}),
+)
+GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
+          "data": "Look at the videos of a manifest, or decode them once for training."}
+
+
+def _error(message) -> NoReturn:
+    sys.exit(f"jepa-jax: error: {message}")
+
+
+def _find_verb(args: list[str]) -> tuple[Verb | None, list[str]]:
+    """The verb that `args` starts with (None if none) and the arguments after it."""
+    for verb in VERBS:
+        words = verb.name.split()
+        if args[:len(words)] == words:
+            return verb, args[len(words):]
+    return None, args
+
+
+def _usage(verb: Verb) -> str:
+    return " ".join(("jepa-jax", verb.name, *verb.args, *verb.required, "[flags]"))
+
+
+def _flag_names(required: str) -> set[str]:
+    """{"config", "rerun"} for "--config FILE|--rerun DIR"."""
+    return {alt.split()[0].removeprefix("--") for alt in required.split("|")}
+
+
+def _check(verb: Verb, args: list[str]) -> None:
+    """Exits with a one-line error on another verb's flag, a missing flag or wrong positional arguments."""
+    given = {name for v in VERBS for name in v.flags if flags.FLAGS[name].present}
+    foreign = sorted(given - set(verb.flags))
+    if foreign:
+        _error(f"{' '.join(f'--{name}' for name in foreign)}: not a flag of `jepa-jax {verb.name}`, whose flags are "
+               f"{' '.join(f'--{name}' for name in verb.flags)}")
+    missing = [*verb.args[len(args):], *(r for r in verb.required if not given & _flag_names(r))]
+    if missing or len(args) > len(verb.args):
+        problem = f"missing {', '.join(missing)}" if missing else f"unexpected {' '.join(args[len(verb.args):])}"
+        _error(f"usage: {_usage(verb)} ({problem}); see jepa-jax {verb.name} --help")
+
+
+def _format(default) -> str:
+    return ",".join(default) if isinstance(default, list) else str(default).lower()
+
+
+def _verb_help(verb: Verb) -> str:
+    """A verb's summary, usage, flags (help, default) and example."""
+    required = set().union(*(_flag_names(r) for r in verb.required if "|" not in r))
+    width = max(len(name) for name in verb.flags) + 6
+    lines = [verb.summary, "", f"usage: {_usage(verb)}", "", "flags:"]
+    for name in verb.flags:
+        flag = flags.FLAGS[name]
+        text = verb.notes.get(name, flag.help) + (" (required)" if name in required else "")
+        text += "" if flag.default is None else f" (default: {_format(flag.default)})"
+        lines.append(textwrap.fill(text, 110, initial_indent=f"  --{name:<{width - 4}}", subsequent_indent=" " * width))
+    return "\n".join(lines + ["", "Example:", f"  {verb.example}"])
+
+
+def _overview(group: str) -> str:
+    """The verbs (of `group`, e.g. "data"), one line each."""
+    verbs = [(v.name.removeprefix(group).strip(), v) for v in VERBS if not group or v.name.split()[0] == group]
+    width = max(len(name) for name, _ in verbs) + 2
+    command = f"jepa-jax {group}".strip()
+    lines = [GROUPS[group], "", f"usage: {command} VERB [flags]", "", "verbs:"]
+    lines += [f"  {name:<{width}}{verb.summary}" for name, verb in verbs]
+    return "\n".join(lines + ["", f"`{command} VERB --help` shows a verb's flags, their defaults and an example.",
+                               "`jepa-jax --helpfull` lists every flag, absl's too."])
+
+
+def help_text(args: list[str]) -> str:
+    """What `jepa-jax ARGS... --help` prints: a verb's help, a group's verbs (`data`) or all verbs."""
+    verb, _ = _find_verb(args)
+    return _verb_help(verb) if verb else _overview(args[0] if args and args[0] in GROUPS else "")
+
+
+def _main(argv: list[str]) -> None:
+    verb, args = _find_verb(argv[1:])
+    if verb is None:
+        _error(f"usage: jepa-jax VERB [flags] (got {' '.join(argv[1:]) or 'no verb'}); verbs: "
+               f"{', '.join(v.name for v in VERBS)}; see jepa-jax --help")
+    _check(verb, args)
     if not flags.FLAGS["verbosity"].present:  # Orbax/grain INFO lines would bury the progress bar
         logging.set_verbosity(logging.WARNING)
-    # Imported after flag parsing so `--help` and usage errors stay fast.
-    from jepa_jax import parallel  # pylint: disable=g-import-not-at-top
-    from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
-    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
-    from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
-    config = config_lib.load_run(_RERUN.value) if _RERUN.value else _CONFIG.value
-    workdir = _WORKDIR.value
-    if argv[1] == "train" and _DRY_RUN.value:
-        print(json.dumps(loop.dry_run(config)))
-        return
-    if argv[1] == "train":
-        summary = loop.train(config, workdir)
-        loop.save_summary(summary, workdir)
-        print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()}))
-        if not report.wanted_after_training(config, summary):
-            return  # no probes asked for, not the built-in world, or preempted (`train` again resumes)
-    elif config.data.source != "balls":
-        raise ValueError(f"jepa-jax report probes built-in-world runs; config.data.source="
-                         f"{config.data.source!r} has no ground-truth states to probe")
-    result = report.world_report(config, workdir)
-    with open(result["paths"]["report.md"], encoding="utf-8") as f:
-        print(f.read())
+    verb.run(*args)  # imports JAX only now, so that help and usage errors stay fast
 
 
 def _config_file_arg(argv: list[str]) -> str | None:
@@ -204,15 +316,20 @@ def _parse_flags(argv: list[str]) -> list[str]:
         reason = " ".join(str(err).replace("\\n", " ").replace("\\'", "").replace("'", "").split())
         if isinstance(err, (AttributeError, KeyError)):
             reason = _unknown_key_message(argv) or f"unknown config key: {reason}"
-        sys.exit(f"jepa-jax: error: {reason}")
+        _error(reason)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (argv: sys.argv by default)."""
+    argv = sys.argv if argv is None else argv
+    args = argv[1:]
+    if not args or args[0] == "help" or {"-h", "--help"} & set(args):  # before absl's own --help
+        print(help_text(args[1:] if args[:1] == ["help"] else args))
+        return
     try:
-        app.run(_main, flags_parser=_parse_flags)
+        app.run(_main, argv=argv, flags_parser=_parse_flags)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:  # bad config/input, diverged: one line
-        sys.exit(f"jepa-jax: error: {err}")
+        _error(err)
 
 
 if __name__ == "__main__":

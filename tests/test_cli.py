@@ -1,12 +1,130 @@
-"""The `jepa-jax` command end to end (subprocesses): the smoke run's artefacts and one-line config errors."""
+"""The `jepa-jax` command: help of every verb (in process), the smoke run's artefacts and one-line errors."""
 
 import json
 import os
+import shlex
 import subprocess
 
+from absl import flags
 import pytest
 
+from jepa_jax import cli
 from tests.conftest import REPO, TINY_WORLD, run_cli
+
+# Written out, not read from cli.VERBS: a verb whose help loses a flag fails the help tests.
+VERB_FLAGS = {
+    "train": "--config --workdir --rerun --dry_run --multihost --coordinator_address --num_processes --process_id",
+    "report": "--config --workdir --multihost --coordinator_address --num_processes --process_id",
+    "sweep": "--workdir --print_commands",
+    "data inspect": "--out --frames --fps --frame_step --crop",
+    "data pack": "--out --frames --fps --frame_step --short_side --shards --clips_per_video",
+    "export": "--run --step --out --format --groups --encoder",
+    "import": "--from --src --out --arch",
+    "extract": "--model --data --out --pool --batch_size --step --encoder",
+}
+
+
+def cli_help(capsys, *args) -> str:
+    """What `jepa-jax ARGS...` prints, run in this process."""
+    cli.main(["jepa-jax", *args])
+    return capsys.readouterr().out
+
+
+def flag_entries(verb_help: str) -> dict[str, str]:
+    """{"--name": "help (default: ...)"} of the flags section of a verb's help, in order."""
+    entries = {}
+    for line in verb_help.split("\nflags:\n")[1].split("\n\n")[0].splitlines():
+        if line.startswith("  --"):
+            name, entry = line.split(maxsplit=1)
+            entries[name] = entry
+        else:
+            entries[name] += " " + line.strip()
+    return entries
+
+
+def listed_verbs(overview: str) -> list[str]:
+    return [line[2:].split("  ")[0] for line in overview.split("\nverbs:\n")[1].split("\n\n")[0].splitlines()]
+
+
+def test_every_flag_belongs_to_a_verb():
+    assert [verb.name for verb in cli.VERBS] == list(VERB_FLAGS)
+    defined = {f"--{v.name}" for v in vars(cli).values() if isinstance(v, flags.FlagHolder)}
+    assert defined == set(" ".join(VERB_FLAGS.values()).split())
+
+
+@pytest.mark.parametrize("verb", cli.VERBS, ids=lambda verb: verb.name)
+def test_verb_help_has_its_summary_flags_with_defaults_and_an_example(capsys, verb):
+    text = cli_help(capsys, *verb.name.split(), "--help")
+    assert text.splitlines()[0] == verb.summary
+    entries = flag_entries(text)
+    assert list(entries) == VERB_FLAGS[verb.name].split()
+    for name, entry in entries.items():
+        flag = flags.FLAGS[name[2:]]
+        assert entry.startswith(verb.notes.get(flag.name, flag.help)), name
+        if flag.default is not None:
+            default = ",".join(flag.default) if isinstance(flag.default, list) else str(flag.default).lower()
+            assert entry.endswith(f"(default: {default})"), name
+    assert f"\nExample:\n  {verb.example}\n" in text and verb.example.startswith(f"jepa-jax {verb.name} ")
+
+
+def test_help_of_train_export_and_data_pack(capsys):
+    train = flag_entries(cli_help(capsys, "train", "--help"))
+    assert {"--config", "--workdir", "--dry_run", "--rerun", "--multihost"} <= set(train)
+    assert "--config.FIELD=VALUE" in train["--config"] and train["--workdir"].endswith("(required)")
+    assert train["--dry_run"].endswith("(default: false)")
+    assert flag_entries(cli_help(capsys, "export", "-h"))["--format"].endswith("(default: native)")
+    assert cli_help(capsys, "help", "export") == cli_help(capsys, "export", "--help")
+    pack = cli_help(capsys, "data", "pack", "--help")
+    assert "usage: jepa-jax data pack MANIFEST --out DIR [flags]" in pack
+    assert flag_entries(pack)["--frames"] == "Frames per clip. (default: 16)"
+
+
+def test_overview_lists_every_verb(capsys):
+    overview = cli_help(capsys, "--help")
+    assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "export", "import",
+                                      "extract"]
+    for verb in cli.VERBS:
+        assert verb.summary in overview
+    assert "`jepa-jax VERB --help` shows" in overview
+    assert cli_help(capsys) == cli_help(capsys, "help") == overview
+    data = cli_help(capsys, "data", "--help")
+    assert listed_verbs(data) == ["inspect", "pack"] and "`jepa-jax data VERB --help` shows" in data
+
+
+def test_help_command_is_fast_and_imports_no_jax(capsys):
+    result = run_cli("--help", PYTHONPROFILEIMPORTTIME="1")  # stderr: one line per imported module
+    assert result.returncode == 0 and result.stdout == cli_help(capsys, "--help")
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "absl.app" in imported and not [m for m in imported if m.split(".")[0] == "jax"]
+
+
+@pytest.fixture
+def parse_flags(monkeypatch):
+    """absl's FLAGS (examples name paths from the repo root); unparsed again afterwards."""
+    monkeypatch.chdir(REPO)
+    yield flags.FLAGS
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections loading a config file
+@pytest.mark.parametrize("verb", cli.VERBS, ids=lambda verb: verb.name)
+def test_examples_are_complete_command_lines(parse_flags, verb):
+    argv = shlex.split(verb.example)
+    found, args = cli._find_verb(parse_flags(argv)[1:])  # pylint: disable=protected-access
+    assert found is verb
+    cli._check(verb, args)  # pylint: disable=protected-access  # exits on a wrong or missing flag or argument
+    assert all(os.path.isfile(arg) for arg in argv if arg.startswith("experiments/"))
+
+
+def test_wrong_or_missing_flag_is_a_one_line_error():
+    result = run_cli("export", "--frames", "3", "--run", "r", "--out", "o")
+    assert result.returncode != 0 and result.stderr.strip() == (
+        "jepa-jax: error: --frames: not a flag of `jepa-jax export`, whose flags are --run --step --out --format "
+        "--groups --encoder")
+    result = run_cli("data", "pack", "--out", "o")
+    assert result.returncode != 0 and result.stderr.strip() == (
+        "jepa-jax: error: usage: jepa-jax data pack MANIFEST --out DIR [flags] (missing MANIFEST); "
+        "see jepa-jax data pack --help")
 
 
 def jepa_jax(*args, workdir):
@@ -81,16 +199,16 @@ def test_data_inspect_and_pack(tmp_path):
     paths = [write_video(tmp_path / f"clip{i}.mp4", 30, 24, 64, 48 + 16 * i) for i in range(3)]
     manifest = tmp_path / "m.csv"
     manifest.write_text("\n".join([f"{p} {i}" for i, p in enumerate(paths)] + [f"{tmp_path / 'gone.mp4'} 0"]))
-    result = jepa_jax("data", "inspect", str(manifest), "--out", str(tmp_path / "inspect"), "--frames", "8",
-                      "--crop", "128", workdir=tmp_path)
+    result = run_cli("data", "inspect", str(manifest), "--out", str(tmp_path / "inspect"), "--frames", "8",
+                     "--crop", "128")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     assert summary["videos"] == 4 and summary["decodable_fraction"] == 0.75
     assert summary["bad_files"] == {"missing": 1} and summary["fps"]["median"] == 24.0
     assert summary["portrait"] == 1 and summary["resolutions"] == {"64x48": 1, "64x64": 1, "64x80": 1}
     assert (tmp_path / "inspect" / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
-    result = jepa_jax("data", "pack", str(manifest), "--out", str(tmp_path / "packed"), "--frames", "4",
-                      "--short_side", "32", "--shards", "2", workdir=tmp_path)
+    result = run_cli("data", "pack", str(manifest), "--out", str(tmp_path / "packed"), "--frames", "4",
+                     "--short_side", "32", "--shards", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     assert summary["clips"] == 3 and summary["bad_files"]["missing"] == 1
