@@ -324,7 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv if argv is None else argv
     args = argv[1:]
     if not args or args[0] == "help" or {"-h", "--help"} & set(args):  # before absl's own --help
-        print(help_text(args[1:] if args[:1] == ["help"] else args))
+        try:
+            print(help_text(args[1:] if args[:1] == ["help"] else args))
+        except BrokenPipeError:  # `jepa-jax --help | head`: drop the rest quietly (as the Python docs advise)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     try:
         app.run(_main, argv=argv, flags_parser=_parse_flags)
