@@ -134,13 +134,6 @@ def _pos_embed_extras(config, kind: str) -> dict:
     return {"predictor_pos_embed": posemb.sincos_3d(config.model.predictor.width, grid)[None]}
 
 
-def fair_shapes(config) -> dict:
-    """{"encoder": {official key: shape}, "predictor": {...}}: the state dicts this config's model exports to."""
-    shapes = native.param_shapes(config)
-    return {kind: {**{k: v.shape for k, v in _pos_embed_extras(config, kind).items()},
-                   **layouts.layout_shapes(layouts.FAIR, shapes[kind], _is_image(config))} for kind in shapes}
-
-
 def to_fair(weights: native.Weights) -> dict:
     """{group: official state dict (keys with the module.backbone. prefix)} of `weights`."""
     extras = {kind: _pos_embed_extras(weights.config, kind) for kind in ("encoder", "predictor")}

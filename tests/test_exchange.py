@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -41,8 +42,18 @@ def tiny_config(pos_embedding: str = "rope", image: bool = False):
 
 # ------------------------------------------------------ official layout tables (docs/official_reference.md 7)
 
+def fair_shapes(config) -> dict:
+    """{"encoder" / "predictor": {official key: shape}} of what export.to_fair writes for the config (traced with
+    eval_shape: nothing of the model's size is allocated)."""
+    abstract = {kind: {k: jax.ShapeDtypeStruct(shape, np.float32) for k, shape in shapes.items()}
+                for kind, shapes in native.param_shapes(config).items()}
+    fair = jax.eval_shape(lambda groups: export.to_fair(native.Weights(config, groups)), abstract)
+    return {kind: {k.removeprefix(export.FAIR_PREFIX): tuple(v.shape) for k, v in tensors.items()}
+            for kind, tensors in fair.items()}
+
+
 def test_fair_keys_and_shapes_match_the_official_tables():
-    vitl2 = export.fair_shapes(recipes.vjepa2("large", epochs=1))
+    vitl2 = fair_shapes(recipes.vjepa2("large", epochs=1))
     assert len(vitl2["encoder"]) == 292 and "pos_embed" not in vitl2["encoder"]
     assert vitl2["encoder"]["patch_embed.proj.weight"] == (1024, 3, 2, 16, 16)
     assert vitl2["encoder"]["blocks.23.attn.qkv.weight"] == (3072, 1024)
@@ -52,7 +63,7 @@ def test_fair_keys_and_shapes_match_the_official_tables():
     assert vitl2["encoder"]["blocks.0.mlp.fc2.weight"] == (1024, 4096)
     assert vitl2["encoder"]["norm.weight"] == (1024,)
 
-    vitl1 = export.fair_shapes(recipes.vjepa1("large", 224))
+    vitl1 = fair_shapes(recipes.vjepa1("large", 224))
     assert vitl1["encoder"]["pos_embed"] == (1, 1568, 1024) and len(vitl1["encoder"]) == 293
     assert len(vitl1["predictor"]) == 153
     assert vitl1["predictor"]["predictor_pos_embed"] == (1, 1568, 384)
@@ -62,17 +73,17 @@ def test_fair_keys_and_shapes_match_the_official_tables():
     assert vitl1["predictor"]["predictor_proj.weight"] == (1024, 384)
     assert vitl1["predictor"]["mask_tokens.1"] == (1, 1, 384) and "mask_tokens.2" not in vitl1["predictor"]
 
-    vith1 = export.fair_shapes(recipes.vjepa1("huge", 384))
+    vith1 = fair_shapes(recipes.vjepa1("huge", 384))
     assert vith1["encoder"]["pos_embed"] == (1, 4608, 1280) and len(vith1["encoder"]) == 2 + 32 * 12 + 2 + 1
 
     giant = recipes.vjepa2("giant", epochs=1)
     giant.model.predictor.num_mask_tokens = 10  # as the hub builds it
-    vitg = export.fair_shapes(giant)
+    vitg = fair_shapes(giant)
     assert len(vitg["predictor"]) == 160 and vitg["predictor"]["mask_tokens.9"] == (1, 1, 384)
     assert vitg["encoder"]["blocks.39.attn.qkv.weight"] == (4224, 1408)
     assert vitg["encoder"]["blocks.39.mlp.fc1.weight"] == (6144, 1408)
 
-    ijepa = export.fair_shapes(recipes.ijepa("huge", 14, 224))  # I-JEPA: Conv2d patches, 2D sin-cos table
+    ijepa = fair_shapes(recipes.ijepa("huge", 14, 224))  # I-JEPA: Conv2d patches, 2D sin-cos table
     assert ijepa["encoder"]["patch_embed.proj.weight"] == (1280, 3, 14, 14)
     assert ijepa["encoder"]["pos_embed"] == (1, 256, 1280)
 

@@ -123,7 +123,7 @@ def test_models_have_the_official_parameter_counts(name):
 @pytest.mark.parametrize("name", [*TABLE, "ijepa_vith14.py"])
 def test_dry_run_lowers_the_sharded_step_on_8_devices(name):
     config = load(name)
-    text = loop.lower_train_step(config).as_text()
+    text = loop.lower(loop.build_run(config, abstract=True)).as_text()
     # The patch-embedding kernel [t, p, p, C, D] of the encoder, its EMA copy and both Adam moments: D over fsdp.
 
     patch_kernel = 'sharding<@mesh, [{}, {}, {}, {}, {"fsdp"}]>'

@@ -123,15 +123,10 @@ def lower(run: Run):
         return run.train_step.lower(run.state, batch)
 
 
-def lower_train_step(config, devices=None):
-    """Dry run: abstract init and lowering of the sharded train step on the config's mesh over `devices`.
-    Nothing of the model's or the batch's size is allocated; config and mesh errors surface exactly as in a real
-    run."""
-    return lower(build_run(config, devices, abstract=True))
-
-
 def dry_run(config, devices=None) -> dict:
-    """Lower the train step (see lower_train_step) and summarise: mesh, parameter counts, state bytes per device."""
+    """Dry run: build the run abstractly (nothing of the model's or the batch's size is allocated), lower its step on
+    the config's mesh and summarise: mesh, parameter counts, state bytes per device. Config and mesh errors surface
+    exactly as in a real run."""
     run = build_run(config, devices, abstract=True)
     lowered = lower(run)
     size = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
