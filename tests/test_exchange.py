@@ -155,10 +155,46 @@ def fair_file_fixture(tmp_path):
     return tensors, write
 
 
-def test_official_file_without_our_config_is_detected_and_imported(tmp_path, fair_file):
-    tensors, write = fair_file
+def official_config(pos_embedding: str):
+    """A named-size (nano) model whose every architecture field can be read back from its official tensors:
+    V-JEPA 2 predictors have 12 heads, V-JEPA ones the encoder's; only a sin-cos table tells the clip shape."""
+    config = tiny_config(pos_embedding)
+    config.model.update(size="nano")
+    if pos_embedding == "rope":
+        config.model.predictor.update(width=72, depth=1, num_heads=12, mlp_ratio=2.0, num_mask_tokens=3)
+    else:
+        config.model.predictor.update(width=24, depth=2, num_heads=2, mlp_ratio=4.0, num_mask_tokens=2)
+        config.data.video.update(frames_per_clip=4, crop_size=24)  # 2 x 3 x 3 tokens: one T' x S x S grid
+    return config
+
+
+@pytest.mark.parametrize("pos_embedding", ["rope", "sincos"])
+def test_official_file_without_our_config_is_detected_and_imported(tmp_path, fair_file, pos_embedding):
+    """A fair-format file without our config: architecture read from the tensors, weights imported exactly; a
+    size that is no known one asks for --arch."""
+    config = official_config(pos_embedding)
+    export.write_native(random_weights(config, seed=6), str(tmp_path / "native"))
+    export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
+    tensors = safetensors.numpy.load_file(tmp_path / "fair" / "checkpoint.safetensors")
+    official = str(tmp_path / "official.safetensors")
+    safetensors.numpy.save_file(tensors, official)  # no metadata: nothing of our config travels
+    with safetensors.safe_open(official, framework="np") as f:
+        assert not f.metadata()
+    export.import_weights("fair", official, str(tmp_path / "imported"))
+    detected = export.load_weights(str(tmp_path / "imported")).config
+    m, want = detected.model, config.model
+    assert (m.size, m.pos_embedding, m.patch_size, m.tubelet_size) == ("nano", pos_embedding, 8, 2)
+    assert m.predictor.to_dict() == want.predictor.to_dict()
+    if pos_embedding == "sincos":  # the table's grid gives the clip shape
+        assert (detected.data.video.frames_per_clip, detected.data.video.crop_size) == (4, 24)
+    original, imported = read_flat(tmp_path / "native"), read_flat(tmp_path / "imported")
+    assert original.keys() == imported.keys() and len(original) > 20
+    for key, value in original.items():
+        np.testing.assert_array_equal(imported[key], value, err_msg=key)
+
+    unknown, write = fair_file  # custom width 48: no named size, and head counts are not in the tensors
     with pytest.raises(ValueError, match="width 48, 2 blocks, MLP 96 is no known size.*pass --arch"):
-        export.import_weights("fair", write(tensors, "official.safetensors"), str(tmp_path / "x"))
+        export.import_weights("fair", write(unknown, "unknown.safetensors"), str(tmp_path / "x"))
 
 
 @pytest.mark.parametrize("change,expected", [

@@ -58,8 +58,10 @@ def test_token_fractions_match_the_official_scales():
 def test_same_seed_same_masks():
     masker = masks.ImageMultiBlockMasker((1, 14, 14), masks.ImageMaskConfig())
     a, b = masker(np.random.default_rng(7), 4), masker(np.random.default_rng(7), 4)
+    c = masker(np.random.default_rng(8), 4)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[1], c[1])  # another seed, other masks
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -120,17 +120,29 @@ def test_batch_is_sharded_and_params_replicated_under_data_parallelism(smoke_con
 
 
 def test_ema_target_changes_only_by_the_ema_rule(smoke_config):
+    """After each update the target is m * target + (1 - m) * online, with m the config's schedule: linear from
+    ema.start to ema.end over int(optim.ipe_scale * train.steps) updates, taken after the update (count step + 1)."""
     smoke_config.objective = "ema"
+    smoke_config.ema.start, smoke_config.ema.end = 0.9, 1.0  # momentum moves by 0.02 per update here
     run = loop.build_run(smoke_config, devices=jax.devices()[:1])
-    before = jax.device_get(run.state.ema_params)
-    state, history = run_steps(run, host_batches(smoke_config, run, 1))
-    m = history[0]["ema_momentum"]
-    assert 0.99 < m < 1.0
-    after, online = jax.device_get(state.ema_params), jax.device_get(state.params["encoder"])
-    expected = jax.tree.map(lambda t, o: m * t + (1 - m) * o, before, online)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-7), after, expected)
-    changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), after, before)
-    assert any(jax.tree.leaves(changed))
+    horizon = int(smoke_config.optim.ipe_scale * smoke_config.train.steps)
+    # Start the target away from the online encoder, so that the update moves it visibly.
+    rng = np.random.default_rng(0)
+    state = run.state.replace(ema_params=jax.tree.map(
+        lambda x: jax.device_put(np.asarray(x) + rng.normal(0, 0.05, x.shape).astype(x.dtype), x.sharding),
+        run.state.ema_params))
+    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
+        for step, batch in enumerate(host_batches(smoke_config, run, 2)):
+            before = jax.device_get(state.ema_params)
+            state, metrics = run.train_step(state, parallel.host_to_global(batch, run.mesh))
+            m = smoke_config.ema.start + (smoke_config.ema.end - smoke_config.ema.start) * min(
+                (step + 1) / horizon, 1.0)
+            after, online = jax.device_get(state.ema_params), jax.device_get(state.params["encoder"])
+            expected = jax.tree.map(lambda t, o: m * t.astype(np.float64) + (1 - m) * o, before, online)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), after, expected)
+            moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), after, before)
+            assert min(jax.tree.leaves(moved)) > 1e-4  # every leaf really moved
+            np.testing.assert_allclose(float(metrics["ema_momentum"]), m, rtol=1e-6)
 
 
 def test_sigreg_objective_has_no_ema_copy_and_logs_collapse_monitor(smoke_config):

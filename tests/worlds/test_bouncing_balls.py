@@ -4,6 +4,7 @@ import dataclasses
 import math
 
 import chex
+import grain
 import numpy as np
 import pytest
 
@@ -187,7 +188,6 @@ def test_source_repr_is_stable_and_complete():
 
 
 def test_source_works_with_grain():
-    grain = pytest.importorskip("grain")
     source = BallsWorldSource(BallsWorldConfig(num_frames=2), num_clips=4, seed=0)
     dataset = grain.MapDataset.source(source).batch(2)
     assert len(dataset) == 2
