@@ -131,6 +131,7 @@ def jepa_jax(*args, workdir):
     return run_cli(*args, "--workdir", str(workdir), XLA_FLAGS="--xla_force_host_platform_device_count=2")
 
 
+@pytest.mark.slow
 def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tmp_path):
     result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", workdir=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -164,6 +165,7 @@ def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tm
     ("--config.objective=byol", "config.objective='byol' is not valid"),
     ("--config.train.steps=0", "config.train.steps=0 must be a positive integer"),
 ])
+@pytest.mark.slow
 def test_bad_config_is_a_one_line_error_before_compiling(tmp_path, override, message):
     result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", override, workdir=tmp_path)
     assert result.returncode != 0
@@ -173,6 +175,7 @@ def test_bad_config_is_a_one_line_error_before_compiling(tmp_path, override, mes
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_missing_config_file_and_verb(tmp_path):
     result = jepa_jax("train", "--config", "nope.py", workdir=tmp_path)
     assert result.returncode != 0 and "nope.py: no such file" in result.stderr
@@ -180,6 +183,7 @@ def test_missing_config_file_and_verb(tmp_path):
     assert result.returncode != 0 and "usage: jepa-jax" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_on_a_video_manifest_counts_bad_files(tmp_path):
     from tests.data.conftest import write_video  # pylint: disable=g-import-not-at-top
     paths = [write_video(tmp_path / f"clip{i}.mp4", 40, 30, 80, 64) for i in range(3)]
@@ -194,6 +198,7 @@ def test_train_on_a_video_manifest_counts_bad_files(tmp_path):
     assert "Probe report" not in result.stdout  # no ground truth to probe for videos
 
 
+@pytest.mark.slow
 def test_data_inspect_and_pack(tmp_path):
     from tests.data.conftest import write_video  # pylint: disable=g-import-not-at-top
     paths = [write_video(tmp_path / f"clip{i}.mp4", 30, 24, 64, 48 + 16 * i) for i in range(3)]
@@ -224,6 +229,7 @@ def test_tpu_scripts_parse():
         assert result.returncode == 0, (script, result.stderr)
 
 
+@pytest.mark.slow
 def test_dry_run_prints_mesh_parameter_counts_and_bytes_without_training(tmp_path):
     result = run_cli("train", "--config", os.path.join(REPO, "experiments", "configs", "vjepa_vitl16.py"), "--dry_run",
                      "--workdir", str(tmp_path), XLA_FLAGS="--xla_force_host_platform_device_count=8")
@@ -236,6 +242,7 @@ def test_dry_run_prints_mesh_parameter_counts_and_bytes_without_training(tmp_pat
     assert not os.listdir(tmp_path)  # nothing written
 
 
+@pytest.mark.slow
 def test_rerun_needs_no_config_file_and_refuses_a_folder_without_one(tmp_path):
     result = jepa_jax("train", "--rerun", str(tmp_path), workdir=tmp_path / "again")
     assert result.returncode != 0
