@@ -257,6 +257,7 @@ def ema_run_fixture(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_run_exports_and_loads_with_features_and_predictions(tmp_path, ema_run):
     result = run_cli("export", "--run", str(ema_run), "--out", str(tmp_path / "native"), "--format", "native")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -278,6 +279,7 @@ def test_run_exports_and_loads_with_features_and_predictions(tmp_path, ema_run):
         from_export.features(video.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_cli_export_import_and_errors(tmp_path, ema_run):
     assert run_cli("export", "--run", str(ema_run), "--out", str(tmp_path / "fair"), "--format", "fair").returncode == 0
     result = run_cli("import", "--from", "fair", "--src", str(tmp_path / "fair" / "checkpoint.safetensors"),
@@ -293,6 +295,7 @@ def test_cli_export_import_and_errors(tmp_path, ema_run):
     assert result.returncode != 0 and "--format 'onnx' is unknown" in result.stderr
 
 
+@pytest.mark.slow
 def test_extract_writes_pooled_features_and_skips_bad_videos(tmp_path, ema_run):
     from tests.data.conftest import write_video  # pylint: disable=g-import-not-at-top
     lines = []
@@ -316,6 +319,7 @@ def test_extract_writes_pooled_features_and_skips_bad_videos(tmp_path, ema_run):
     np.testing.assert_allclose(stored["features"].mean(axis=1), features, atol=1e-5)  # batch 4 vs 2: same clips
 
 
+@pytest.mark.slow
 def test_exported_weights_start_a_new_stage_on_an_fsdp_mesh(tmp_path, ema_run, smoke_config):
     """train.init_from=EXPORT_DIR: the run's born-sharded state takes the exported weights, shard by shard."""
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
@@ -350,6 +354,7 @@ def test_a_config_written_before_the_exchange_fields_still_loads(tmp_path):
     assert native.param_shapes(config)["predictor"]["mask_tokens"] == (2, 64)
 
 
+@pytest.mark.slow
 def test_core_package_works_without_torch(tmp_path):
     """With torch unimportable: native and fair-safetensors export work, and reading a .pt says what to install."""
     export.write_native(random_weights(tiny_config(), seed=6), str(tmp_path / "native"))

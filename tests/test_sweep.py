@@ -42,6 +42,7 @@ def test_bad_sweeps_fail_with_one_line_before_running(tmp_path, body, message):
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_sweep_runs_locally_skips_finished_runs_and_writes_results(tmp_path, capsys):
     path = write_sweep(tmp_path, f"dict(config={SMOKE!r}, fixed={{'train.steps': 2, 'probe.report': False, "
                                  "'probe.at_fractions': (1.0,)}, runs=[{'optim.lr': 1e-4}, {'optim.lr': 1e-3}], "
@@ -61,6 +62,7 @@ def test_sweep_runs_locally_skips_finished_runs_and_writes_results(tmp_path, cap
     assert capsys.readouterr().out.count("finished, skipped") == 2
 
 
+@pytest.mark.slow
 def test_print_commands_gives_one_train_command_per_run(tmp_path):
     path = write_sweep(tmp_path, f"dict(config={SMOKE!r}, grid={{'optim.lr': (1e-4, 1e-3)}})")
     result = subprocess.run([sys.executable, "-m", "jepa_jax.cli", "sweep", path, "--workdir", str(tmp_path / "o"),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 
@@ -17,6 +18,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_read_disjoint_shards_covering_the_data():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

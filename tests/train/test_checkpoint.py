@@ -20,6 +20,7 @@ def fsdp_trained_state(config):
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh,devices", [((1, 1, 1), 1), ((2, 4, 1), 8)])
 def test_fsdp_8_device_checkpoint_restores_onto_another_mesh(smoke_config, tmp_path, mesh, devices):
     smoke_config.objective = "ema"

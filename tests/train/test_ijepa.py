@@ -2,6 +2,7 @@
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from jepa_jax import metrics as metrics_lib, recipes
 from jepa_jax.train import loop
@@ -19,6 +20,7 @@ def write_image_folder(root, per_class: int = 16):
             Image.fromarray(image).save(root / label / f"{i}.png")
 
 
+@pytest.mark.slow
 def test_tiny_ijepa_run_on_an_image_folder_decreases_the_loss(tmp_path):
     write_image_folder(tmp_path / "images")
     config = recipes.ijepa("nano", patch_size=4, crop=32)

@@ -17,6 +17,7 @@ from jepa_jax.train import loop
 from tests.conftest import REPO, TINY_WORLD
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_current_step_exits_0_and_resume_finishes(tmp_path):
     command = [sys.executable, "-m", "jepa_jax.cli", "train", "--config", f"{TINY_WORLD}:smoke",
                "--config.train.steps=400", "--config.train.checkpoint_every=0", "--config.probe.at_fractions=(1.0,)",
@@ -57,6 +58,7 @@ def all_finite(tree) -> bool:
     return all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(tree) if np.asarray(x).dtype.kind == "f")
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(smoke_config, tmp_path):
     config = diverging(smoke_config, "stop")
     with pytest.raises(FloatingPointError, match=r"at step (\d+); stopped with the last good checkpoint \(step "
@@ -70,6 +72,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
     assert all_finite(state.params) and all_finite(state.opt_state)
 
 
+@pytest.mark.slow
 def test_nonfinite_updates_are_skipped_when_asked(smoke_config, tmp_path):
     summary = loop.train(diverging(smoke_config, "skip"), str(tmp_path))
     records = metrics_lib.read_jsonl(str(tmp_path / "metrics.jsonl"))

@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib
 from jepa_jax.train import loop
@@ -28,6 +29,7 @@ def launch(workdir, port):
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
 
 
+@pytest.mark.slow
 def test_two_processes_train_get_killed_resume_and_one_process_restores(tmp_path):
     procs = launch(tmp_path, free_port())
     deadline = time.time() + 300

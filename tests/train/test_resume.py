@@ -48,6 +48,7 @@ def metrics(workdir):
         return {r["step"]: r for r in map(json.loads, f)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["balls", "video"])
 def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path, source):
     straight, killed = tmp_path / "straight", tmp_path / "killed"

@@ -15,6 +15,7 @@ def records(workdir):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics_lib.read_jsonl(f"{workdir}/metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_rerun_from_config_json_reproduces_metrics_bit_for_bit(smoke_config, tmp_path):
     smoke_config.probe.at_fractions = (1.0,)
     smoke_config.masks = ml_collections.ConfigDict(
@@ -33,6 +34,7 @@ def test_rerun_of_a_directory_without_config_fails(tmp_path):
         config_lib.load_run(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cooldown_stage_at_16_frames_starts_from_the_8_frame_run(smoke_config, tmp_path):
     stage1 = tmp_path / "stage1"
     smoke_config.probe.at_fractions = (1.0,)

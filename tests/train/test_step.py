@@ -26,6 +26,7 @@ def run_steps(run, batches):
     return state, history
 
 
+@pytest.mark.slow
 def test_compiles_once_over_20_steps_with_fresh_masks(smoke_config):
     run = loop.build_run(smoke_config)
     batches = host_batches(smoke_config, run, 20)
@@ -62,6 +63,7 @@ def single_device_reference():
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh_name,objective", [("dp", "ema"), ("fsdp", "ema"), ("tp", "ema"),
                                                  ("fsdp_tp", "ema"), ("fsdp_tp", "sigreg")])
 def test_every_mesh_gives_the_single_device_loss_and_params(smoke_config, single_device_reference, mesh_name,
@@ -82,6 +84,7 @@ def test_every_mesh_gives_the_single_device_loss_and_params(smoke_config, single
     jax.tree.map(close, state_8.ema_params, state_1.ema_params)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_over_4_micro_batches_equals_the_whole_batch(smoke_config):
     smoke_config.objective = "ema"
     smoke_config.ema.start, smoke_config.optim.start_lr = 0.5, 1e-3  # moves >> 1e-5, so the test means something
