@@ -161,6 +161,14 @@ def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int) -> di
                            for m in maskers)}
 
 
+def trajectory_batch_spec(frames: int, size: int, action_dim: int, proprio_dim: int, batch_size: int) -> dict:
+    """The device batch of trajectory windows as ShapeDtypeStructs: {"frames": uint8 [B, T, S, S, 3],
+    "actions": float32 [B, T-1, A], "proprio": float32 [B, T, P]} (action t leads from frame t to frame t + 1)."""
+    return {"frames": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
+            "actions": jax.ShapeDtypeStruct((batch_size, frames - 1, action_dim), np.float32),
+            "proprio": jax.ShapeDtypeStruct((batch_size, frames, proprio_dim), np.float32)}
+
+
 def _tag(source_id: int):
     return lambda element: {**element, "source": source_id}
 
