@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, native, parallel
-from jepa_jax.data import pipeline
+from jepa_jax.data import pipeline, trajectories
 from jepa_jax.data import video as video_lib
 from jepa_jax.train import optim, state as state_lib, step as step_lib
 
@@ -81,6 +81,30 @@ def batch_spec(config, maskers, batch_size: int) -> dict:
     if config.objective == "ac":
         return pipeline.trajectory_batch_spec(frames, size, config.ac.action_dim, config.ac.proprio_dim, batch_size)
     return pipeline.batch_spec(frames, size, maskers, batch_size)
+
+
+def check_trajectories(config) -> None:
+    """One-line error if config.ac does not match the trajectories in config.data.trajectories (meta.json)."""
+    directory = config.data.trajectories
+    meta = trajectories.read_meta(directory)
+    expected = {"ac.action_dim": (meta["action_dim"] * config.ac.frameskip,
+                                  f"{meta['action_dim']}-d actions x frameskip {config.ac.frameskip}"),
+                "ac.proprio_dim": (meta["proprio_dim"], f"{meta['proprio_dim']}-d proprio"),
+                "ac.image_size": (meta["image_size"], f"{meta['image_size']}-pixel frames")}
+    for field, (value, what) in expected.items():
+        section, name = field.split(".")
+        if config[section][name] != value:
+            raise ValueError(f"config.{field}={config[section][name]} does not match the trajectories in {directory} "
+                             f"({what} of {meta['env']}): set --config.{field}={value}")
+
+
+def data_stream(config, maskers, local_batch_size: int):
+    """This process's infinite stream of host batches for config.data.source."""
+    if config.data.source != "trajectories":
+        return pipeline.train_dataset(config, maskers, local_batch_size)
+    return trajectories.trajectory_dataset(config.data.trajectories, config.ac.num_frames, config.ac.frameskip,
+                                           local_batch_size, config.seed, num_threads=config.data.num_threads,
+                                           prefetch=config.data.prefetch)
 
 
 def train_state_init_fn(run: Run):
@@ -278,9 +302,11 @@ def train(config, workdir: str) -> dict:
 
     Stops early (with a checkpoint of the current step) on SIGTERM / preemption: summary["preempted_at"].
     """
+    if config.data.source == "trajectories":
+        check_trajectories(config)
     os.makedirs(workdir, exist_ok=True)
     run = build_run(config)
-    data_iter = iter(pipeline.train_dataset(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
+    data_iter = iter(data_stream(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
     checkpointer = checkpoint.Checkpointer(workdir, config.train.checkpoint_keep, config.train.checkpoint_keep_every,
                                            keep_steps=config_lib.probe_steps(config))
     try:
@@ -305,7 +331,8 @@ def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: 
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(config.train.steps, initial_step=start)
     logger = StepLogger(config, writer, progress)
-    bad_files = BadFileCounter(config.data.video.max_bad_fraction) if config.data.source == "video" else None
+    counted = config.data.source in ("video", "trajectories")
+    bad_files = BadFileCounter(config.data.video.max_bad_fraction) if counted else None
     pending, preempted_at, train_step, save_blocking_s = None, None, run.train_step, 0.0
     started = time.perf_counter()
 
