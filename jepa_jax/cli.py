@@ -6,6 +6,7 @@
   sweep          jepa_jax.sweep.run_sweep(...)
   data inspect   jepa_jax.data.inspect.inspect_manifest(...)
   data pack      jepa_jax.data.packed.pack_manifest(...)
+  data collect   jepa_jax.data.trajectories.collect(...)
   export         jepa_jax.export.export(...)
   import         jepa_jax.export.import_weights(...)
   extract        jepa_jax.pretrained.extract(...)
@@ -37,6 +38,13 @@ _CROP = flags.DEFINE_integer("crop", 224, "Crop size of the contact-sheet clips.
 _SHORT_SIDE = flags.DEFINE_integer("short_side", 256, "Resize clips so the short side is this many pixels.")
 _SHARDS = flags.DEFINE_integer("shards", 1, "Number of ArrayRecord shards.")
 _CLIPS_PER_VIDEO = flags.DEFINE_integer("clips_per_video", 1, "Clips per video (>1: random windows).")
+_ENV = flags.DEFINE_string("env", None, "Environment: pusht or reacher (the `sim` extra).")
+_EPISODES = flags.DEFINE_integer("episodes", None, "Number of episodes; a folder that has some already gets the rest.")
+_STEPS_PER_EPISODE = flags.DEFINE_integer("steps_per_episode", 100, "Actions per episode (frames: one more).")
+_SEED = flags.DEFINE_integer("seed", 0, "Episode i is seeded from (seed, i) only.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Frames are image_size x image_size pixels.")
+_POLICY_MIX = flags.DEFINE_float("policy_mix", 0.5, "Fraction of episodes from the noisy scripted policy (the rest: "
+                                 "a random walk).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0 (default: "
                                    "detected on TPU pods and SLURM, else one process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
@@ -136,6 +144,13 @@ def _pack(manifest: str) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _collect() -> None:
+    from jepa_jax.data import trajectories  # pylint: disable=g-import-not-at-top
+    print(json.dumps(trajectories.collect(_ENV.value, _EPISODES.value, _OUT.value,
+                                          steps_per_episode=_STEPS_PER_EPISODE.value, seed=_SEED.value,
+                                          image_size=_IMAGE_SIZE.value, policy_mix=_POLICY_MIX.value)))
+
+
 def _export() -> None:
     from jepa_jax import export  # pylint: disable=g-import-not-at-top
     print(json.dumps(export.export(_RUN.value, _OUT.value, _FORMAT.value, step=_STEP.value, groups=_GROUPS.value,
@@ -184,6 +199,11 @@ VERBS = (
     Verb("data pack", "Decode the clips of a manifest once into ArrayRecord shards (config.data.source=packed).",
          ("MANIFEST",), ("--out DIR",), ("out", *_SAMPLING, "short_side", "shards", "clips_per_video"),
          "jepa-jax data pack train.csv --out packed/train --shards 8", _pack),
+    Verb("data collect", "Collect environment trajectories (frames, actions, proprio, states) for planning models.",
+         (), ("--env NAME", "--episodes N", "--out DIR"),
+         ("env", "episodes", "out", "steps_per_episode", "seed", "image_size", "policy_mix"),
+         "jepa-jax data collect --env pusht --episodes 1000 --out trajectories/pusht", _collect,
+         {"out": "Output folder: episode_NNNNNN.npz files and meta.json; rerun the same command to resume."}),
     Verb("export", "Write a run's weights: native safetensors, the official V-JEPA layout or Hugging Face.", (),
          ("--run DIR", "--out DIR"), ("run", "step", "out", "format", "groups", "encoder"),
          "jepa-jax export --run runs/tiny_world --out exports/tiny_world_fair --format fair", _export,
@@ -200,7 +220,8 @@ VERBS = (
          {"out": "Output file: .npy or .safetensors."}),
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
-          "data": "Look at the videos of a manifest, or decode them once for training."}
+          "data": "Look at the videos of a manifest, decode them once for training, or collect environment "
+                  "trajectories."}
 
 
 def _error(message) -> NoReturn:
@@ -331,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         app.run(_main, argv=argv, flags_parser=_parse_flags)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # bad config/input, diverged: one line
+    except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as err:  # bad input, diverged, no extra
         _error(err)
 
 

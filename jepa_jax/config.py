@@ -10,12 +10,15 @@ import os
 import ml_collections
 
 from jepa_jax import masks as masks_lib, recipes
-from jepa_jax.models import posemb, predictor, vit
+import jax.numpy as jnp
 
-OBJECTIVES = ("ema", "sigreg")
+from jepa_jax.models import ac_predictor, posemb, predictor, vit
+
+OBJECTIVES = ("ema", "sigreg", "ac")
 LOSSES = ("l1", "l2", "smooth_l1")
 POS_EMBEDDINGS = ("rope", "sincos")
-DATA_SOURCES = ("balls", "video", "packed")
+DATA_SOURCES = ("balls", "video", "packed", "trajectories")
+AC_ENCODERS = ("frozen", "joint")
 
 
 def load_module(path: str):
@@ -151,6 +154,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.data.source == "packed" and not config.data.packed_dir:
         raise ValueError("config.data.packed_dir is empty: give the folder written by `jepa-jax data pack`")
     token_grid(config)
+    if config.objective == "ac":
+        _validate_ac(config)
+        return
     if config.model.predictor.width % config.model.predictor.num_heads:
         raise ValueError(f"config.model.predictor.width={config.model.predictor.width} must be divisible by "
                          f"config.model.predictor.num_heads={config.model.predictor.num_heads}")
@@ -167,6 +173,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          f"number of steps")
     if not all(0 < f <= 1 for f in config.probe.at_fractions):
         raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
+
+
+def _validate_ac(config) -> None:
+    """The action-conditioned world model (objective "ac") trains on trajectories, without masks."""
+    ac = config.ac
+    if config.data.source != "trajectories":
+        raise ValueError(f"config.objective='ac' trains on trajectories, not config.data.source="
+                         f"{config.data.source!r}: set --config.data.source=trajectories")
+    if not config.data.trajectories:
+        raise ValueError("config.data.trajectories is empty: give the folder written by `jepa-jax data collect`")
+    _choice(ac.encoder, "ac.encoder", AC_ENCODERS)
+    for field in ("num_frames", "frameskip", "image_size", "action_dim", "proprio_dim", "rollout_steps",
+                  "predictor.width", "predictor.depth", "predictor.num_heads"):
+        node = ac
+        for part in field.split("."):
+            node = node[part]
+        _positive(node, f"ac.{field}")
+    if ac.num_frames < 2 or ac.rollout_steps > ac.num_frames - 1:
+        raise ValueError(f"config.ac.rollout_steps={ac.rollout_steps} needs config.ac.num_frames >= rollout_steps "
+                         f"+ 1 (and >= 2), got num_frames={ac.num_frames}")
+    if ac.predictor.width % ac.predictor.num_heads or posemb.rope_axis_dim(
+            ac.predictor.width // ac.predictor.num_heads) == 0:
+        raise ValueError(f"config.ac.predictor: width={ac.predictor.width} must be divisible by num_heads="
+                         f"{ac.predictor.num_heads}, with a head dim >= 6 for 3D RoPE")
 
 
 def _validate_video(video) -> None:
@@ -187,12 +217,17 @@ def clip_shape(config) -> tuple[int, int]:
     """(frames, size) of the square clips the model sees."""
     if config.data.source in ("video", "packed"):
         return config.data.video.frames_per_clip, config.data.video.crop_size
+    if config.data.source == "trajectories":
+        return config.ac.num_frames, config.ac.image_size
     return config.data.world.num_frames, config.data.world.size
 
 
 def token_grid(config) -> tuple[int, int, int]:
-    """(T', H', W') of the configured clips."""
+    """(T', H', W') of the configured clips (objective "ac": of its frames, each encoded as its own clip)."""
     frames, size = clip_shape(config)
+    if config.objective == "ac":
+        return (frames,) + vit.token_grid((1, config.model.tubelet_size, size, size, 3), config.model.patch_size,
+                                          config.model.tubelet_size)[1:]
     return vit.token_grid((1, frames, size, size, 3), config.model.patch_size, config.model.tubelet_size)
 
 
@@ -208,6 +243,8 @@ def build_maskers(config) -> list:
 
     Build config.masks as ConfigDict(..., sort_keys=False): a plain dict is sorted by key.
     """
+    if config.objective == "ac":
+        return []
     grid = token_grid(config)
     maskers = []
     for name, cfg in config.masks.items():
@@ -239,9 +276,27 @@ def build_encoder(config) -> vit.VisionTransformer:
                                  pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)
 
 
-def build_predictor(config) -> predictor.Predictor:
+def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
+    """The objective's predictor: the mask-token predictor (JEPA) or the action-conditioned one ("ac")."""
     m = config.model
+    if config.objective == "ac":
+        p = config.ac.predictor
+        return ac_predictor.ACPredictor(embed_dim=encoder_size(config).width, width=p.width, depth=p.depth,
+                                        num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
+                                        predict_proprio=config.ac.predict_proprio, rope_pairing=m.rope_pairing,
+                                        remat=m.remat)
     return predictor.Predictor(embed_dim=encoder_size(config).width, width=m.predictor.width,
                                depth=m.predictor.depth, num_heads=m.predictor.num_heads,
                                mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=num_mask_tokens(config),
                                pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)
+
+
+def predictor_inputs(config) -> tuple:
+    """Sample arguments for the predictor's init: its weights do not depend on how many tokens it sees."""
+    width = encoder_size(config).width
+    if config.objective == "ac":
+        ac = config.ac
+        return (jnp.zeros((1, 1, 1, width)), jnp.zeros((1, 1, ac.action_dim)), jnp.zeros((1, 1, ac.proprio_dim)),
+                (1, 1))
+    index = jnp.zeros((1, 1), jnp.int32)
+    return jnp.zeros((1, 1, width)), index, index, (2, 1, 1)

@@ -107,10 +107,10 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 class Progress:
-    """A progress bar with steps/s and ETA (tqdm); the rate excludes the first (compiling) step."""
+    """A progress bar with steps/s (or another `unit`) and ETA (tqdm); the rate excludes the first (compiling) step."""
 
-    def __init__(self, total_steps: int, initial_step: int = 0):
-        self.bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
+    def __init__(self, total_steps: int, initial_step: int = 0, unit: str = "step"):
+        self.bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit=unit, dynamic_ncols=True,
                              disable=jax.process_index() != 0, smoothing=0.1)
         self.started = None
         self.steps_timed = 0

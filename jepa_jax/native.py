@@ -69,12 +69,10 @@ def param_shapes(config) -> dict:
     encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
     m, key = config.model, jax.random.key(0)
     video = jax.ShapeDtypeStruct((1, 2 * m.tubelet_size, m.patch_size, m.patch_size, 3), jnp.float32)
-    context = jax.ShapeDtypeStruct((1, 1, config_lib.encoder_size(config).width), jnp.float32)
-    index = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+    inputs = config_lib.predictor_inputs(config)
     shapes = {
         "encoder": jax.eval_shape(lambda v: nn.meta.unbox(encoder.init(key, v)["params"]), video),
-        "predictor": jax.eval_shape(lambda c, i: nn.meta.unbox(predictor.init(key, c, i, i, (2, 1, 1))["params"]),
-                                    context, index),
+        "predictor": jax.eval_shape(lambda: nn.meta.unbox(predictor.init(key, *inputs)["params"])),
     }
     return {group: flatten(tree, lambda x: tuple(x.shape)) for group, tree in shapes.items()}
 

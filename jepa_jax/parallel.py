@@ -70,6 +70,13 @@ def _unboxed(boxed_tree):
                         is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
 
 
+def _without_empty_boxes(boxed_tree):
+    """Unwrap boxes that hold no array (optax's MaskedNode for frozen parameters, boxed like the parameter)."""
+    empty = lambda x: isinstance(x, nn.meta.AxisMetadata) and not jax.tree.leaves(x.value)
+    return jax.tree.map(lambda x: x.value if empty(x) else x, boxed_tree,
+                        is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+
+
 def logical_shardings(boxed_tree, mesh: Mesh, rules=RULES):
     """NamedShardings for a tree whose leaves may carry logical-partitioning boxes (unboxed leaves: replicated)."""
     specs = nn.logical_to_mesh(nn.get_partition_spec(boxed_tree), rules)
@@ -117,7 +124,7 @@ def abstract_sharded(init_fn: Callable[[], Any], mesh: Mesh, rules=RULES):
 
     Call under `jax.set_mesh(mesh)` and `nn.logical_axis_rules(rules)`.
     """
-    abstract = jax.eval_shape(init_fn)
+    abstract = _without_empty_boxes(jax.eval_shape(init_fn))
     shardings = logical_shardings(abstract, mesh, rules)
     check_divisible(abstract, shardings, mesh)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), _unboxed(abstract),

@@ -40,11 +40,22 @@ def base_config() -> ml_collections.ConfigDict:
         video=dict(manifests=(), weights=(), frames_per_clip=8, frame_step=4, fps=0.0, crop_size=64,
                    scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35), flip=0.5, max_bad_fraction=0.2, max_retries=20),
         packed_dir="",  # source="packed": a folder written by `jepa-jax data pack` (augmented like video)
+        trajectories="",  # source="trajectories": a folder written by `jepa-jax data collect` (objective "ac")
         batch_size=32,  # global batch, split over processes and devices
         num_threads=2,
         prefetch=4,
     )
     config.masks = vjepa_masks()
+    # objective="ac": an action-conditioned world model (V-JEPA 2-AC's predictor and loss) on trajectory windows of
+    # num_frames frames, one every `frameskip` environment steps (actions between them concatenated: action_dim =
+    # frameskip x the environment's). encoder="frozen" keeps the encoder fixed at encoder_from (a run directory
+    # [:STEP] or an export folder; its EMA target encoder when it has one; empty: the random init);
+    # encoder="joint" trains it from pixels with the prediction loss + config.sigreg (LeWorldModel). rollout_steps:
+    # frames predicted from the model's own outputs in the rollout loss (V-JEPA 2-AC's auto_steps).
+    # predict_proprio adds a next-proprio head (not in the official layout), weighted by proprio_weight.
+    config.ac = dict(encoder="frozen", encoder_from="", num_frames=4, frameskip=5, image_size=64, action_dim=10,
+                     proprio_dim=2, rollout_steps=2, predict_proprio=True, proprio_weight=1.0,
+                     predictor=dict(width=128, depth=4, num_heads=4, mlp_ratio=4.0))
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)

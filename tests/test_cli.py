@@ -18,6 +18,7 @@ VERB_FLAGS = {
     "sweep": "--workdir --print_commands",
     "data inspect": "--out --frames --fps --frame_step --crop",
     "data pack": "--out --frames --fps --frame_step --short_side --shards --clips_per_video",
+    "data collect": "--env --episodes --out --steps_per_episode --seed --image_size --policy_mix",
     "export": "--run --step --out --format --groups --encoder",
     "import": "--from --src --out --arch",
     "extract": "--model --data --out --pool --batch_size --step --encoder",
@@ -81,14 +82,14 @@ def test_help_of_train_export_and_data_pack(capsys):
 
 def test_overview_lists_every_verb(capsys):
     overview = cli_help(capsys, "--help")
-    assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "export", "import",
-                                      "extract"]
+    assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "data collect",
+                                      "export", "import", "extract"]
     for verb in cli.VERBS:
         assert verb.summary in overview
     assert "`jepa-jax VERB --help` shows" in overview
     assert cli_help(capsys) == cli_help(capsys, "help") == overview
     data = cli_help(capsys, "data", "--help")
-    assert listed_verbs(data) == ["inspect", "pack"] and "`jepa-jax data VERB --help` shows" in data
+    assert listed_verbs(data) == ["inspect", "pack", "collect"] and "`jepa-jax data VERB --help` shows" in data
 
 
 def test_help_command_is_fast_and_imports_no_jax(capsys):

@@ -43,7 +43,7 @@ class BadFileLog:
             if err.path in self.reasons:
                 return
             self.reasons[err.path] = err.reason
-        logging.warning("skipping unusable video (replaced by another entry): %s", err)
+        logging.warning("skipping unusable file (replaced by another entry): %s", err)
 
     def examples(self, count: int = 3) -> list[str]:
         with self._lock:
@@ -99,6 +99,22 @@ def read_clip(path: str, frames_per_clip: int, rng: np.random.Generator | None, 
     return video.load_clip(path, frames_per_clip, rng, frame_step=frame_step, target_fps=target_fps)[0][0]
 
 
+def read_usable(read, index: int, count: int, max_retries: int, what: str):
+    """(read(i), bad_files [len(video.REASONS)] int32) for the first i that read does not reject with a VideoError:
+    index, then entry (i * 2654435761 + attempt + 1) mod count, up to `max_retries` replacements. `what` names the
+    entries in the error raised when all of them fail (e.g. "videos from ManifestSource(...)")."""
+    bad = np.zeros(len(video.REASONS), np.int32)
+    for attempt in range(max_retries + 1):
+        try:
+            return read(index), bad
+        except video.VideoError as err:
+            bad[video.REASONS.index(err.reason)] += 1
+            BAD_FILES.record(err)
+            index = (index * 2654435761 + attempt + 1) % count
+    raise RuntimeError(f"{max_retries + 1} {what} in a row could not be used, e.g. "
+                       f"{', '.join(BAD_FILES.examples())}: fix or remove them (see the logged paths)")
+
+
 class LoadVideoClip:
     """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [T, S, S, 3], "bad_files": [R]}.
 
@@ -118,21 +134,10 @@ class LoadVideoClip:
 
     def __call__(self, element: dict, rng: np.random.Generator) -> dict:
         source = self.sources[element["source"]]
-        index = element["index"]
-        bad = np.zeros(len(video.REASONS), np.int32)
-        for attempt in range(self.max_retries + 1):
-            path = source[index]["path"]
-            try:
-                clip = read_clip(path, self.frames_per_clip, rng, frame_step=self.frame_step,
-                                 target_fps=self.target_fps)
-            except video.VideoError as err:
-                bad[video.REASONS.index(err.reason)] += 1
-                BAD_FILES.record(err)
-                index = (index * 2654435761 + attempt + 1) % len(source)
-                continue
-            return {**self.augment({"video": clip}, rng), "bad_files": bad}
-        raise RuntimeError(f"{self.max_retries + 1} videos in a row from {source!r} could not be used, e.g. "
-                           f"{', '.join(BAD_FILES.examples())}: fix the manifest (see the logged paths)")
+        clip, bad = read_usable(lambda index: read_clip(
+            source[index]["path"], self.frames_per_clip, rng, frame_step=self.frame_step,
+            target_fps=self.target_fps), element["index"], len(source), self.max_retries, f"videos from {source!r}")
+        return {**self.augment({"video": clip}, rng), "bad_files": bad}
 
 
 def video_sources(manifests: Sequence[str]) -> list[sources_lib.ManifestSource]:
@@ -161,12 +166,38 @@ def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int) -> di
                            for m in maskers)}
 
 
+def trajectory_batch_spec(frames: int, size: int, action_dim: int, proprio_dim: int, batch_size: int) -> dict:
+    """The device batch of trajectory windows as ShapeDtypeStructs: {"frames": uint8 [B, T, S, S, 3],
+    "actions": float32 [B, T-1, A], "proprio": float32 [B, T, P]} (action t leads from frame t to frame t + 1)."""
+    return {"frames": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
+            "actions": jax.ShapeDtypeStruct((batch_size, frames - 1, action_dim), np.float32),
+            "proprio": jax.ShapeDtypeStruct((batch_size, frames, proprio_dim), np.float32)}
+
+
 def _tag(source_id: int):
     return lambda element: {**element, "source": source_id}
 
 
 def _video_only(element: dict) -> dict:
     return {"video": element["video"]}
+
+
+def host_share(sources, seed: int, *, weights: Sequence[float] | None = None, tag: bool = False,
+               process_index: int | None = None, process_count: int | None = None) -> grain.MapDataset:
+    """This process's share of an infinite, shuffled stream of source elements (not yet loaded or batched).
+
+    Each source is shuffled with seed + k and repeated; several are mixed with `weights` (default equal); `tag` adds
+    "source": k to every element, for loaders that read from the source it came from.
+    """
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    sources = [sources] if not isinstance(sources, (list, tuple)) else list(sources)
+    datasets = [grain.MapDataset.source(source).seed(seed + k).shuffle().repeat() for k, source in
+                enumerate(sources)]
+    if tag:
+        datasets = [d.map(_tag(k)) for k, d in enumerate(datasets)]
+    dataset = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
+    return dataset[process_index::process_count]
 
 
 def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, weights: Sequence[float] | None = None,
@@ -183,14 +214,8 @@ def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, we
         into clips (e.g. LoadVideoClip); by default elements already hold "video".
     """
     process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    sources = [sources] if not isinstance(sources, (list, tuple)) else list(sources)
-    datasets = [grain.MapDataset.source(source).seed(seed + k).shuffle().repeat() for k, source in
-                enumerate(sources)]
-    if load is not None:  # the loader needs to know which source an element came from
-        datasets = [d.map(_tag(k)) for k, d in enumerate(datasets)]
-    dataset = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
-    dataset = dataset[process_index::process_count]
+    dataset = host_share(sources, seed, weights=weights, tag=load is not None, process_index=process_index,
+                         process_count=process_count)
     dataset = dataset.map(_video_only) if load is None else dataset.random_map(load)
     dataset = dataset.batch(local_batch_size, drop_remainder=True)
     dataset = dataset.random_map(SampleMasks(maskers, stream=process_index))

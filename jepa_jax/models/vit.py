@@ -235,6 +235,15 @@ def normalize_video(video):
     return (video.astype(jnp.float32) / 255.0 - mean) / std
 
 
+def encode_frames(encoder: VisionTransformer, params, frames):
+    """Per-frame features as V-JEPA 2-AC computes them: every frame of [B, T, H, W, C] (normalised) is encoded on
+    its own as a clip of `tubelet_size` copies (one token slice) -> [B, T, P, D], batched over B * T."""
+    batch, num_frames = frames.shape[:2]
+    clips = jnp.repeat(frames.reshape((batch * num_frames, 1) + frames.shape[2:]), encoder.tubelet_size, axis=1)
+    features = encoder.apply({"params": params}, clips)
+    return features.reshape(batch, num_frames, -1, features.shape[-1])
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def encode(encoder: VisionTransformer, params, video, keep=None):
     """Frozen features of uint8 clips [B, T, H, W, C] -> [B, N or K, D], normalised as in training; jitted once

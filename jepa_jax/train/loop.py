@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, native, parallel
-from jepa_jax.data import pipeline
+from jepa_jax.data import pipeline, trajectories
 from jepa_jax.data import video as video_lib
 from jepa_jax.train import optim, state as state_lib, step as step_lib
 
@@ -40,8 +40,8 @@ class Run:
     train_step: object = None
 
 
-TRAINING_CURVES = ("loss", "prediction_loss", "sigreg", "target_spread", "target_effective_rank",
-                   "prediction_cosine", "lr", "mfu")
+TRAINING_CURVES = ("loss", "prediction_loss", "teacher_forcing_loss", "rollout_loss", "proprio_loss", "sigreg",
+                   "target_spread", "target_effective_rank", "prediction_cosine", "lr", "mfu")
 
 
 def checkpoint_steps(config) -> set[int]:
@@ -58,9 +58,9 @@ def check_batch_split(config, mesh) -> None:
                          f"mesh size {replicas} x config.train.grad_accum={config.train.grad_accum}")
 
 
-def parse_init_from(spec: str) -> tuple[str, int | None]:
-    """config.train.init_from: "RUN_DIR[:STEP]" -> (run dir, step; default the newest); a native export/import
-    folder -> (folder, None). One-line error if there is no such checkpoint."""
+def parse_init_from(spec: str, field: str = "config.train.init_from") -> tuple[str, int | None]:
+    """config.train.init_from (or another `field` naming weights): "RUN_DIR[:STEP]" -> (run dir, step; default the
+    newest); a native export/import folder -> (folder, None). One-line error if there is no such checkpoint."""
     if native.is_folder(spec):
         return spec, None
     run_dir, step = spec, None
@@ -70,22 +70,57 @@ def parse_init_from(spec: str) -> tuple[str, int | None]:
     try:
         return run_dir, checkpoint.resolve_step(run_dir, step)
     except ValueError as err:
-        raise ValueError(f"config.train.init_from={spec!r}: {err}: give the directory of a `jepa-jax train` run, "
+        raise ValueError(f"{field}={spec!r}: {err}: give the directory of a `jepa-jax train` run, "
                          f"optionally :STEP, or a `jepa-jax export`/`import` folder") from None
 
 
 def batch_spec(config, maskers, batch_size: int) -> dict:
-    """The device batch of this config (see pipeline.batch_spec), `batch_size` clips."""
-    return pipeline.batch_spec(*config_lib.clip_shape(config), maskers, batch_size)
+    """The device batch of this config (pipeline.batch_spec or pipeline.trajectory_batch_spec), `batch_size`
+    clips."""
+    frames, size = config_lib.clip_shape(config)
+    if config.objective == "ac":
+        return pipeline.trajectory_batch_spec(frames, size, config.ac.action_dim, config.ac.proprio_dim, batch_size)
+    return pipeline.batch_spec(frames, size, maskers, batch_size)
+
+
+def check_trajectories(config) -> None:
+    """One-line error if config.ac does not match the trajectories in config.data.trajectories (meta.json)."""
+    directory = config.data.trajectories
+    meta = trajectories.read_meta(directory)
+    expected = {"ac.action_dim": (meta["action_dim"] * config.ac.frameskip,
+                                  f"{meta['action_dim']}-d actions x frameskip {config.ac.frameskip}"),
+                "ac.proprio_dim": (meta["proprio_dim"], f"{meta['proprio_dim']}-d proprio"),
+                "ac.image_size": (meta["image_size"], f"{meta['image_size']}-pixel frames")}
+    for field, (value, what) in expected.items():
+        section, name = field.split(".")
+        if config[section][name] != value:
+            raise ValueError(f"config.{field}={config[section][name]} does not match the trajectories in {directory} "
+                             f"({what} of {meta['env']}): set --config.{field}={value}")
+
+
+def data_stream(config, maskers, local_batch_size: int):
+    """This process's infinite stream of host batches for config.data.source."""
+    if config.data.source != "trajectories":
+        return pipeline.train_dataset(config, maskers, local_batch_size)
+    return trajectories.trajectory_dataset(config.data.trajectories, config.ac.num_frames, config.ac.frameskip,
+                                           local_batch_size, config.seed, num_threads=config.data.num_threads,
+                                           prefetch=config.data.prefetch)
 
 
 def train_state_init_fn(run: Run):
     """A function () -> TrainState with logical boxes (for parallel.init_sharded / abstract_sharded)."""
-    video = batch_spec(run.config, run.maskers, 1)["video"]
-    key = jax.random.key(run.config.seed)
-    return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer,
-                                              jnp.zeros(video.shape, jnp.float32), run.grid,
-                                              use_ema=run.config.objective == "ema")
+    config = run.config
+    _, size = config_lib.clip_shape(config)
+    frames = config.model.tubelet_size if config.objective == "ac" else config_lib.clip_shape(config)[0]
+    video = jnp.zeros((1, frames, size, size, 3), jnp.float32)
+    key = jax.random.key(config.seed)
+    return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer, video,
+                                              config_lib.predictor_inputs(config), use_ema=config.objective == "ema")
+
+
+def frozen_groups(config) -> tuple[str, ...]:
+    """Parameter groups the optimizer leaves alone: the encoder of a V-JEPA 2-AC-style world model."""
+    return ("encoder",) if config.objective == "ac" and config.ac.encoder == "frozen" else ()
 
 
 def build_run(config, devices=None, *, abstract: bool = False) -> Run:
@@ -95,10 +130,13 @@ def build_run(config, devices=None, *, abstract: bool = False) -> Run:
     config_lib.validate(config)
     if config.train.init_from:
         parse_init_from(config.train.init_from)
+    if config.objective == "ac" and config.ac.encoder_from:
+        parse_init_from(config.ac.encoder_from, "config.ac.encoder_from")
     mesh = parallel.make_mesh(config.mesh, devices)
     check_batch_split(config, mesh)
     run = Run(config, mesh, config_lib.build_encoder(config), config_lib.build_predictor(config),
-              optim.make_optimizer(config.optim, config.train.steps), config_lib.build_maskers(config),
+              optim.make_optimizer(config.optim, config.train.steps, frozen_groups(config)),
+              config_lib.build_maskers(config),
               config_lib.token_grid(config))
     if abstract:
         with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
@@ -180,6 +218,37 @@ def new_stage(state: state_lib.TrainState) -> state_lib.TrainState:
                          opt_state=jax.tree_util.tree_map_with_path(restart, state.opt_state))
 
 
+def place_weights(flat: dict, like, directory: str, group: str):
+    """{name: numpy array} read from `directory` (an export folder or a run) as a tree shaped and sharded like
+    `like` (each process places its own shards); a missing, extra or mis-shaped tensor fails naming it."""
+    native.check_tensors(os.path.join(directory, native.WEIGHTS_FILE) if native.is_folder(directory) else directory,
+                         native.flatten(like, lambda x: x.shape), {k: v.shape for k, v in flat.items()},
+                         f"the {group} of this run's config.model (set its fields as in "
+                         f"{directory}/{native.CONFIG_FILE})")
+    tree = native.unflatten(flat)
+    return jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]), tree, like)
+
+
+def pretrained_encoder(spec: str) -> dict:
+    """{name: numpy array} of the encoder in config.ac.encoder_from: a run's checkpoint (its EMA target encoder
+    when it has one, as V-JEPA 2-AC takes) or an export/import folder (target_encoder, else encoder)."""
+    source, step = parse_init_from(spec, "config.ac.encoder_from")
+    if step is None:
+        groups = native.read(source).groups
+        return dict(groups.get("target_encoder") or groups["encoder"])
+    checkpointer = checkpoint.Checkpointer(source)
+    restored = checkpointer.restore_params(step)
+    checkpointer.close()
+    return native.flatten(restored["ema_params"] or restored["params"]["encoder"])
+
+
+def with_pretrained_encoder(state: state_lib.TrainState, spec: str) -> state_lib.TrainState:
+    """`state` whose encoder holds the weights config.ac.encoder_from names (the predictor stays as it is)."""
+    directory = parse_init_from(spec, "config.ac.encoder_from")[0]
+    encoder = place_weights(pretrained_encoder(spec), state.params["encoder"], directory, "encoder")
+    return state.replace(params={**state.params, "encoder": encoder})
+
+
 def state_from_export(state: state_lib.TrainState, directory: str) -> state_lib.TrainState:
     """`state` with the weights of an export/import folder (e.g. Meta's released V-JEPA 2 imported with
     `jepa-jax import`): encoder, predictor (a fresh one if the folder has none) and EMA copy (its target encoder, else
@@ -190,12 +259,7 @@ def state_from_export(state: state_lib.TrainState, directory: str) -> state_lib.
     groups.setdefault("encoder", groups.get("target_encoder"))
     groups.setdefault("target_encoder", groups["encoder"])
 
-    def place(flat, like, group):
-        native.check_tensors(os.path.join(directory, native.WEIGHTS_FILE), native.flatten(like, lambda x: x.shape),
-                             {k: v.shape for k, v in flat.items()}, f"the {group} of this run's config.model "
-                             f"(set its fields as in {directory}/{native.CONFIG_FILE})")
-        tree = native.unflatten(flat)
-        return jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]), tree, like)
+    place = lambda flat, like, group: place_weights(flat, like, directory, group)
     params = {kind: place(groups[kind], state.params[kind], kind) if kind in groups else state.params[kind]
               for kind in ("encoder", "predictor")}
     if "predictor" not in groups:
@@ -224,6 +288,8 @@ def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
         return new_stage(state), 0, None
     if latest is None:
         logging.warning("starting from scratch in %s", workdir)
+        if config.objective == "ac" and config.ac.encoder_from:
+            return with_pretrained_encoder(run.state, config.ac.encoder_from), 0, None
         return run.state, 0, None
     state = checkpointer.restore(latest, checkpoint.abstract_like(run.state), data_iter)
     metrics_lib.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), latest)
@@ -236,9 +302,11 @@ def train(config, workdir: str) -> dict:
 
     Stops early (with a checkpoint of the current step) on SIGTERM / preemption: summary["preempted_at"].
     """
+    if config.data.source == "trajectories":
+        check_trajectories(config)
     os.makedirs(workdir, exist_ok=True)
     run = build_run(config)
-    data_iter = iter(pipeline.train_dataset(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
+    data_iter = iter(data_stream(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
     checkpointer = checkpoint.Checkpointer(workdir, config.train.checkpoint_keep, config.train.checkpoint_keep_every,
                                            keep_steps=config_lib.probe_steps(config))
     try:
@@ -263,7 +331,8 @@ def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: 
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(config.train.steps, initial_step=start)
     logger = StepLogger(config, writer, progress)
-    bad_files = BadFileCounter(config.data.video.max_bad_fraction) if config.data.source == "video" else None
+    counted = config.data.source in ("video", "trajectories")
+    bad_files = BadFileCounter(config.data.video.max_bad_fraction) if counted else None
     pending, preempted_at, train_step, save_blocking_s = None, None, run.train_step, 0.0
     started = time.perf_counter()
 

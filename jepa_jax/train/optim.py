@@ -52,8 +52,21 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
-    """AdamW from config.optim with its schedules injected as hyper-parameters (readable from the state)."""
+def make_optimizer(optim, total_steps: int, frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
+    """AdamW from config.optim with its schedules injected as hyper-parameters (readable from the state).
+
+    `frozen` names top-level parameter groups (e.g. "encoder") that never change: their updates are zero and
+    they hold no optimizer state.
+    """
+    adamw = _adamw(optim, total_steps)
+    if not frozen:
+        return adamw
+    labels = lambda params: {group: jax.tree.map(lambda _: "frozen" if group in frozen else "trained", tree)
+                             for group, tree in params.items()}
+    return optax.multi_transform({"trained": adamw, "frozen": optax.set_to_zero()}, labels)
+
+
+def _adamw(optim, total_steps: int) -> optax.GradientTransformation:
     horizon = int(optim.ipe_scale * total_steps)
     adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
         learning_rate=learning_rate_schedule(optim, horizon),
@@ -65,9 +78,9 @@ def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
 
 
 def current_hyperparams(opt_state) -> dict:
-    """{'lr': ..., 'weight_decay': ...} of the injected AdamW in `opt_state` (chained or not)."""
-    states = opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else (opt_state,)
-    for state in states:
-        if hasattr(state, "hyperparams"):
+    """{'lr': ..., 'weight_decay': ...} of the injected AdamW in `opt_state` (chained, partitioned or not)."""
+    injected = lambda node: hasattr(node, "hyperparams")
+    for state in jax.tree.leaves(opt_state, is_leaf=injected):
+        if injected(state):
             return {"lr": state.hyperparams["learning_rate"], "weight_decay": state.hyperparams["weight_decay"]}
     raise ValueError("optimizer state has no injected hyper-parameters")

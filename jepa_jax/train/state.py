@@ -7,8 +7,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jepa_jax.models import vit
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -21,7 +19,7 @@ class TrainState:
     rng: jax.Array
 
 
-def init_train_state(rng, encoder, predictor, optimizer, sample_video, grid, use_ema: bool):
+def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor_inputs, use_ema: bool):
     """Initialise a TrainState (params keep their logical-partitioning boxes; see parallel.init_sharded).
 
     Args:
@@ -29,15 +27,12 @@ def init_train_state(rng, encoder, predictor, optimizer, sample_video, grid, use
       encoder, predictor: the Flax modules.
       optimizer: optax transformation.
       sample_video: float [1, T, H, W, C] array (or abstract value) of the clip shape.
-      grid: (T', H', W') token grid.
+      predictor_inputs: sample arguments of predictor.init (config.predictor_inputs).
       use_ema: keep an EMA copy of the encoder (the `ema` objective).
     """
     enc_key, pred_key, state_key = jax.random.split(rng, 3)
     encoder_params = encoder.init(enc_key, sample_video)["params"]
-    # The predictor's weights do not depend on how many tokens it sees: one context and one target token.
-    context = jnp.zeros((1, 1, vit.get_size(encoder.size).width), jnp.float32)
-    index = jnp.zeros((1, 1), jnp.int32)
-    predictor_params = predictor.init(pred_key, context, index, index, grid)["params"]
+    predictor_params = predictor.init(pred_key, *predictor_inputs)["params"]
     params = {"encoder": encoder_params, "predictor": predictor_params}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       ema_params=jax.tree.map(jnp.copy, encoder_params) if use_ema else None,

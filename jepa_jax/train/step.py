@@ -1,11 +1,12 @@
 """The pure train step: (TrainState, batch) -> (TrainState, metrics), jitted by the loop with shardings.
 
-The batch is `pipeline.batch_spec`: {"video": uint8 [B, T, H, W, C], "masks": ((context [B, Kc], target [B, Kt]),
-...)}, one index pair per mask config; a target [B, n, Kt] (I-JEPA) holds n blocks, each predicted separately from
-the same context. Clips stay uint8 until here; normalisation happens on device.
+JEPA batches are `pipeline.batch_spec`: {"video": uint8 [B, T, H, W, C], "masks": ((context [B, Kc], target
+[B, Kt]), ...)}, one index pair per mask config; a target [B, n, Kt] (I-JEPA) holds n blocks, each predicted
+separately from the same context. The action-conditioned objective ("ac") takes trajectory windows {"frames",
+"actions", "proprio"}. Frames stay uint8 until here; normalisation happens on device.
 
 The step is built from pieces a new objective reuses: a loss `loss_fn(params, batch, key) -> (loss, metrics)`
-(here `jepa_loss`), `mean_gradients` (gradient accumulation over micro-batches), `apply_gradients` (optax),
+(`jepa_loss`, `ac_loss`), `mean_gradients` (gradient accumulation over micro-batches), `apply_gradients` (optax),
 `skip_nonfinite`, and the EMA rule from `objectives`. With config.train.grad_accum = k the batch is split into k
 micro-batches whose gradients are averaged before one update, which equals one step on the whole batch for the
 prediction loss (SIGReg's batch statistic is then taken per micro-batch).
@@ -91,6 +92,54 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
     return loss, metrics
 
 
+def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int], train_encoder: bool,
+            rollout_steps: int, loss_kind: str = "l1", proprio_weight: float = 1.0, sigreg=None, monitor=True):
+    """The action-conditioned world-model objective (V-JEPA 2-AC's): (loss, metrics) of one batch.
+
+    h = LN(features of every frame, each encoded on its own). Teacher forcing predicts frames 1..T-1 from the true
+    frames 0..T-2; the rollout starts from h_0 and the predicted frame 1 and feeds its own predictions back for
+    `rollout_steps` frames, with the true actions and proprio (gradients flow through it). loss = L(teacher) +
+    L(rollout) [+ proprio_weight * L1(next proprio) when the predictor predicts it] [+ sigreg.weight * SIGReg of
+    the features].
+
+    Args:
+      params: {"encoder", "predictor"}.
+      batch: {"frames": uint8 [B, T, H, W, C], "actions": [B, T-1, A], "proprio": [B, T, S]}.
+      key: PRNG key (SIGReg directions).
+      train_encoder: False: the encoder is frozen (no gradient; V-JEPA 2-AC); True: trained jointly (LeWorldModel,
+        with `sigreg` against collapse).
+    """
+    features = vit.encode_frames(encoder, params["encoder"], vit.normalize_video(batch["frames"]))
+    if not train_encoder:
+        features = jax.lax.stop_gradient(features)
+    h = objectives.normalize_targets(features)  # [B, T, P, D]
+    actions, proprio = batch["actions"], batch["proprio"]
+
+    def predict(frames, steps):
+        out, next_proprio = predictor.apply({"params": params["predictor"]}, frames, actions[:, :steps],
+                                            proprio[:, :steps], grid_hw)
+        return objectives.normalize_targets(out), next_proprio
+
+    teacher, next_proprio = predict(h[:, :-1], h.shape[1] - 1)
+    rollout = [h[:, :1], teacher[:, :1]]
+    for steps in range(2, rollout_steps + 1):
+        rollout.append(predict(jnp.concatenate(rollout, axis=1), steps)[0][:, -1:])
+    rollout = jnp.concatenate(rollout[1:], axis=1)
+    metrics = {"teacher_forcing_loss": objectives.prediction_loss(teacher, h[:, 1:], loss_kind),
+               "rollout_loss": objectives.prediction_loss(rollout, h[:, 1:rollout_steps + 1], loss_kind)}
+    loss = metrics["prediction_loss"] = metrics["teacher_forcing_loss"] + metrics["rollout_loss"]
+    if next_proprio is not None:
+        metrics["proprio_loss"] = objectives.prediction_loss(next_proprio, proprio[:, 1:], "l1")
+        loss = loss + proprio_weight * metrics["proprio_loss"]
+    tokens = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, P, D] -> [B, T * P, D]
+    metrics.update(maybe_monitors(monitor, tokens(features), tokens(h), (tokens(teacher),), (tokens(h[:, 1:]),)))
+    if sigreg is not None:
+        metrics["sigreg"] = objectives.sigreg(features.reshape(-1, features.shape[-1]), key, sigreg.num_slices,
+                                              sigreg.t_max, sigreg.num_points)
+        loss = loss + sigreg.weight * metrics["sigreg"]
+    return loss, metrics
+
+
 def micro_batches(tree, k: int):
     """Split every leaf [B, ...] into [k, B / k, ...]; micro-batch i holds samples i, i + k, ... so each stays
     spread over the same devices as the whole batch."""
@@ -137,19 +186,31 @@ def skip_nonfinite(new_state, old_state, metrics: dict):
     return state, {**metrics, "skipped_update": 1.0 - finite.astype(jnp.float32)}
 
 
+def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_names: Sequence[str]):
+    """config.objective's loss(params, batch, key, *, monitor[, target_params for JEPA]) -> (loss, metrics)."""
+    if config.objective != "ac":
+        return functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
+                                 loss_kind=config.loss.kind, sigreg=config.sigreg if config.objective == "sigreg"
+                                 else None)
+    joint = config.ac.encoder == "joint"
+    return functools.partial(ac_loss, encoder=encoder, predictor=predictor, grid_hw=grid[1:], train_encoder=joint,
+                             rollout_steps=config.ac.rollout_steps, loss_kind=config.loss.kind,
+                             proprio_weight=config.ac.proprio_weight, sigreg=config.sigreg if joint else None)
+
+
 def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int, int],
                     mask_names: Sequence[str]):
-    """Build train_step(state, batch) -> (state, metrics) for config.objective in {"ema", "sigreg"}."""
+    """Build train_step(state, batch) -> (state, metrics) for config.objective ("ema", "sigreg" or "ac")."""
     use_ema = config.objective == "ema"
     total_steps = config.train.steps
     monitor_every = config.monitor.every or config.train.log_every
-    loss = functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
-                             loss_kind=config.loss.kind, sigreg=None if use_ema else config.sigreg)
+    loss = objective_loss(config, encoder, predictor, grid, mask_names)
 
     def train_step(state, batch):
         step = state.step + 1
-        loss_fn = functools.partial(loss, target_params=state.ema_params if use_ema else state.params["encoder"],
-                                    monitor=on_schedule(step, monitor_every, total_steps))
+        targets = {} if config.objective == "ac" else {
+            "target_params": state.ema_params if use_ema else state.params["encoder"]}
+        loss_fn = functools.partial(loss, monitor=on_schedule(step, monitor_every, total_steps), **targets)
         grads, metrics = mean_gradients(loss_fn, state.params, batch, jax.random.fold_in(state.rng, state.step),
                                         config.train.grad_accum)
         params, opt_state, update_metrics = apply_gradients(state, grads, optimizer)

@@ -149,5 +149,5 @@ def test_a_manifest_of_only_bad_files_fails_with_a_clear_error(tmp_path):
     manifest = tmp_path / "bad.csv"
     manifest.write_text(f"{tmp_path / 'a.mp4'} 0\n{tmp_path / 'b.mp4'} 1\n")
     srcs = pipeline.video_sources([str(manifest)])
-    with pytest.raises(RuntimeError, match="videos in a row from ManifestSource.*could not be used"):
+    with pytest.raises(RuntimeError, match="videos from ManifestSource.* in a row could not be used"):
         make_load(srcs, max_retries=3)({**srcs[0][0], "source": 0}, np.random.default_rng(0))

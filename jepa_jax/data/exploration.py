@@ -1,0 +1,91 @@
+"""Exploration policies for collecting world-model data (host numpy, seeded by a np.random.Generator).
+
+A policy is built per episode, `policy = make(env, rng)`, and maps the current observation to an action [A]
+within the environment's bounds. Random actions alone rarely move PushT's block (and plan poorly), so each
+environment also has a noisy scripted policy that makes contact on purpose; `episode_policy` draws one of the two.
+"""
+
+import numpy as np
+
+from jepa_jax.envs import Env, Observation
+
+
+class RandomWalk:
+    """Temporally correlated random actions: u_0 ~ U[0, 1]^A, u_t = clip(u_{t-1} + step N(0, 1), 0, 1), and
+    action = low + u_t (high - low)."""
+
+    def __init__(self, env: Env, rng: np.random.Generator, step: float = 0.1):
+        self.low, self.high = env.action_low.astype(np.float64), env.action_high.astype(np.float64)
+        self.rng, self.step = rng, step
+        self.u = rng.uniform(size=env.action_dim)
+
+    def __call__(self, observation: Observation) -> np.ndarray:
+        action = self.low + self.u * (self.high - self.low)
+        self.u = np.clip(self.u + self.step * self.rng.normal(size=self.u.shape), 0.0, 1.0)
+        return action
+
+
+class PushTPusher:
+    """Pushes of the T in random directions: the agent's target goes to a point `standoff` behind the block's
+    centre (opposite the push direction) until the agent is within `reach` of it or `approach_steps` have passed,
+    then to a point `push_length` past the centre for `push_steps`; Gaussian noise (std `noise`) on every target."""
+
+    def __init__(self, env: Env, rng: np.random.Generator, noise: float = 8.0, standoff=(60.0, 100.0),
+                 push_length=(40.0, 120.0), push_steps=(4, 12), approach_steps: int = 12, reach: float = 20.0):
+        self.env, self.rng, self.noise = env, rng, noise
+        self.low, self.high = env.action_low.astype(np.float64), env.action_high.astype(np.float64)
+        self.standoff, self.push_length, self.push_steps = standoff, push_length, push_steps
+        self.approach_steps, self.reach = approach_steps, reach
+        self._new_push()
+
+    def _new_push(self) -> None:
+        angle = self.rng.uniform(0, 2 * np.pi)
+        self.direction = np.array([np.cos(angle), np.sin(angle)])
+        self.distance = self.rng.uniform(*self.standoff)
+        self.length = self.rng.uniform(*self.push_length)
+        self.phase, self.steps_left = "approach", self.approach_steps
+
+    def __call__(self, observation: Observation) -> np.ndarray:
+        state = observation.state
+        centre = self.env.block_centre(state)
+        behind = centre - self.distance * self.direction
+        if self.phase == "approach" and (np.linalg.norm(state[:2] - behind) < self.reach or not self.steps_left):
+            self.phase, self.steps_left = "push", int(self.rng.integers(*self.push_steps, endpoint=True))
+        elif self.phase == "push" and not self.steps_left:
+            self._new_push()
+        target = behind if self.phase == "approach" else centre + self.length * self.direction
+        self.steps_left -= 1
+        return np.clip(target + self.noise * self.rng.normal(size=2), self.low, self.high)
+
+
+class ReacherJointTargets:
+    """PD torques towards random joint targets (shoulder in [-π, π), wrist within ±`wrist_limit`) held for
+    `hold` steps each: clip(kp (wrapped angle error) - kd velocity + N(0, noise²), -1, 1)."""
+
+    def __init__(self, env: Env, rng: np.random.Generator, kp: float = 2.0, kd: float = 0.2, noise: float = 0.2,
+                 hold=(15, 40), wrist_limit: float = 2.6):
+        self.low, self.high = env.action_low.astype(np.float64), env.action_high.astype(np.float64)
+        self.rng, self.kp, self.kd, self.noise = rng, kp, kd, noise
+        self.hold, self.wrist_limit = hold, wrist_limit
+        self.steps_left = 0
+
+    def __call__(self, observation: Observation) -> np.ndarray:
+        if not self.steps_left:
+            self.target = np.array([self.rng.uniform(-np.pi, np.pi),
+                                    self.rng.uniform(-self.wrist_limit, self.wrist_limit)])
+            self.steps_left = int(self.rng.integers(*self.hold, endpoint=True))
+        self.steps_left -= 1
+        angles, velocities = observation.proprio[:2].astype(np.float64), observation.proprio[2:].astype(np.float64)
+        error = (self.target - angles + np.pi) % (2 * np.pi) - np.pi
+        torque = self.kp * error - self.kd * velocities + self.noise * self.rng.normal(size=2)
+        return np.clip(torque, self.low, self.high)
+
+
+SCRIPTED = {"pusht": PushTPusher, "reacher": ReacherJointTargets}
+
+
+def episode_policy(env: Env, rng: np.random.Generator, policy_mix: float):
+    """("scripted", policy) with probability policy_mix, else ("random_walk", RandomWalk)."""
+    if rng.uniform() < policy_mix:
+        return "scripted", SCRIPTED[env.name](env, rng)
+    return "random_walk", RandomWalk(env, rng)

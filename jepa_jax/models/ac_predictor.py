@@ -1,0 +1,90 @@
+"""Action-conditioned predictor (V-JEPA 2-AC layout): given the features of frames 0..t and the actions and proprio
+taken there, predict the features of frame t + 1, for every t at once.
+
+Per frame t the sequence holds [action_t, proprio_t, P patch tokens]; attention is frame-block causal (every token
+of frame t sees all tokens of frames 0..t, nothing later). Positions enter through 3D RoPE: patch tokens rotate
+by (t, i, j), the two conditioning tokens by their frame index t only (their height/width channels stay unrotated,
+which is a rotation by position 0). Output slot t (patch tokens only) is the prediction of frame t + 1.
+
+Parameter names follow the official `VisionTransformerPredictorAC`: `predictor_embed` (D -> Dp),
+`action_encoder` (A -> Dp), `state_encoder` (S -> Dp), `predictor_blocks_{i}`, `predictor_norm`,
+`predictor_proj` (Dp -> D). `proprio_proj` (Dp -> S, on the proprio token's output) is ours: it predicts the next
+proprio so a planner can roll out without a simulator; it is absent when `predict_proprio` is False (the official
+layout).
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from jepa_jax.models import posemb, vit
+
+CONDITIONING_TOKENS = 2  # action, proprio
+
+
+def block_causal_mask(num_frames: int, tokens_per_frame: int) -> np.ndarray:
+    """[N, N] bool, N = num_frames * tokens_per_frame: query token q may attend to key k iff frame(k) <= frame(q)."""
+    frame = np.arange(num_frames * tokens_per_frame) // tokens_per_frame
+    return frame[:, None] >= frame[None, :]
+
+
+def token_coordinates(num_frames: int, grid_hw: tuple[int, int]) -> np.ndarray:
+    """(t, i, j) RoPE positions of the sequence [a_t, s_t, patches_t]_t: [T * (2 + H' * W'), 3] float32.
+
+    Conditioning tokens sit at (t, 0, 0); patch (i, j) of frame t at (t, i, j * H' / W') (the official code scales
+    the width position by grid_height / W', which is 1 for square grids).
+    """
+    height, width = grid_hw
+    patches = posemb.grid_coordinates((1, height, width)).astype(np.float32)
+    patches[:, 2] *= height / width
+    per_frame = np.concatenate([np.zeros((CONDITIONING_TOKENS, 3), np.float32), patches])
+    coords = np.tile(per_frame, (num_frames, 1))
+    coords[:, 0] = np.repeat(np.arange(num_frames), per_frame.shape[0])
+    return coords
+
+
+class ACPredictor(nn.Module):
+    """frame features [B, T, P, D], actions [B, T, A], proprio [B, T, S] -> (next features [B, T, P, D],
+    next proprio [B, T, S] or None)."""
+    embed_dim: int            # encoder width D (input and output width)
+    width: int = 1024         # predictor width Dp
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    predict_proprio: bool = False
+    rope_pairing: posemb.RopePairing = "repeat"
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, frames, actions, proprio, grid_hw: tuple[int, int]):
+        """Predict frame t + 1 from frames, actions and proprio of steps 0..t, for every t.
+
+        Args:
+          frames: [B, T, P, D] encoder features (P = H' * W' patch tokens per frame, row-major).
+          actions: [B, T, A] the action taken at each frame.
+          proprio: [B, T, S] the proprioceptive state at each frame.
+          grid_hw: (H', W') patch grid of one frame.
+
+        Returns:
+          ([B, T, P, D] predicted features of frames 1..T, [B, T, S] predicted proprio of frames 1..T or None).
+        """
+        batch, num_frames, tokens, _ = frames.shape
+        if tokens != grid_hw[0] * grid_hw[1]:
+            raise ValueError(f"frames have {tokens} tokens per frame, expected {grid_hw[0]} x {grid_hw[1]}")
+        x = vit.dense(self.width, ("embed", "mlp"), "predictor_embed")(frames)
+        a = vit.dense(self.width, (None, "mlp"), "action_encoder")(actions.astype(x.dtype))[:, :, None]
+        s = vit.dense(self.width, (None, "mlp"), "state_encoder")(proprio.astype(x.dtype))[:, :, None]
+        per_frame = CONDITIONING_TOKENS + tokens
+        x = jnp.concatenate([a, s, x], axis=2).reshape(batch, num_frames * per_frame, self.width)
+        coords = jnp.asarray(token_coordinates(num_frames, grid_hw))
+        mask = jnp.asarray(block_causal_mask(num_frames, per_frame))[None, None]
+        x = vit.transformer_blocks(x, coords, mask, prefix="predictor_blocks", depth=self.depth,
+                                   num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio), rope=True,
+                                   rope_pairing=self.rope_pairing, remat=self.remat)
+        x = x.reshape(batch, num_frames, per_frame, self.width)
+        patches = vit.layer_norm("predictor_norm")(x[:, :, CONDITIONING_TOKENS:])
+        prediction = vit.dense(self.embed_dim, ("mlp", "embed"), "predictor_proj")(patches)
+        if not self.predict_proprio:
+            return prediction, None
+        next_proprio = vit.dense(proprio.shape[-1], ("mlp", None), "proprio_proj")(x[:, :, 1])
+        return prediction, next_proprio

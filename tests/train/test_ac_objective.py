@@ -1,0 +1,108 @@
+"""The action-conditioned objective ("ac"): loss terms against a prefix-by-prefix reference, frozen vs joint encoder
+through the engine's build path, config errors."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa_jax import objectives, parallel, recipes
+from jepa_jax.models import vit
+from jepa_jax.train import loop, step as step_lib
+
+
+def ac_config(**ac):
+    config = recipes.base_config()
+    config.objective, config.data.source, config.data.trajectories = "ac", "trajectories", "unused"
+    config.model.size = "nano"
+    config.ac.update(image_size=32, num_frames=4, action_dim=3, proprio_dim=2, **ac)
+    config.ac.predictor.update(width=32, depth=2, num_heads=2)
+    config.data.batch_size, config.train.steps = 8, 3
+    return config
+
+
+def random_batch(config, seed=0):
+    rng = np.random.default_rng(seed)
+    spec = loop.batch_spec(config, [], config.data.batch_size)
+    return {k: rng.integers(0, 256, v.shape).astype(v.dtype) if v.dtype == np.uint8 else
+            rng.normal(size=v.shape).astype(v.dtype) for k, v in spec.items()}
+
+
+def one_step(config):
+    run = loop.build_run(config)
+    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
+        before = jax.tree.map(np.asarray, run.state.params)
+        state, metrics = run.train_step(run.state, parallel.host_to_global(random_batch(config), run.mesh))
+    return run, before, jax.device_get(state), metrics
+
+
+@pytest.mark.parametrize("rollout_steps", [1, 3])
+def test_loss_matches_prefix_by_prefix_reference(rollout_steps):
+    """Teacher forcing and rollout, recomputed by calling the predictor on growing prefixes: frame t + 1 is predicted
+    from (true frames 0..t) resp. (h_0, then the model's own predictions, seeded with predicted frame 1)."""
+    config = ac_config(rollout_steps=rollout_steps)
+    run = loop.build_run(config)
+    params = jax.device_get(nn.meta.unbox(run.state.params))
+    batch = random_batch(config)
+    loss, metrics = step_lib.ac_loss(params, batch, jax.random.key(0), encoder=run.encoder, predictor=run.predictor,
+                                     grid_hw=run.grid[1:], train_encoder=False, rollout_steps=rollout_steps)
+
+    h = objectives.normalize_targets(vit.encode_frames(run.encoder, params["encoder"],
+                                                       vit.normalize_video(batch["frames"])))
+    actions, proprio = batch["actions"], batch["proprio"]
+
+    def next_frame(frames):  # prediction of frame len(frames) from a prefix
+        n = frames.shape[1]
+        out, next_proprio = run.predictor.apply({"params": params["predictor"]}, frames, actions[:, :n],
+                                                proprio[:, :n], run.grid[1:])
+        return objectives.normalize_targets(out[:, -1:]), next_proprio[:, -1:]
+
+    teacher = [next_frame(h[:, :t + 1]) for t in range(config.ac.num_frames - 1)]
+    rolled = [h[:, :1]]
+    for _ in range(rollout_steps):
+        rolled.append(next_frame(jnp.concatenate(rolled, axis=1))[0])
+    l1 = lambda a, b: float(jnp.abs(a - b).mean())
+    teacher_frames = jnp.concatenate([f for f, _ in teacher], axis=1)
+    np.testing.assert_allclose(metrics["teacher_forcing_loss"], l1(teacher_frames, h[:, 1:]), rtol=1e-5)
+    np.testing.assert_allclose(metrics["rollout_loss"], l1(jnp.concatenate(rolled[1:], axis=1),
+                                                           h[:, 1:rollout_steps + 1]), rtol=1e-5)
+    np.testing.assert_allclose(metrics["proprio_loss"], l1(jnp.concatenate([p for _, p in teacher], axis=1),
+                                                           proprio[:, 1:]), rtol=1e-5)
+    np.testing.assert_allclose(loss, metrics["teacher_forcing_loss"] + metrics["rollout_loss"]
+                               + config.ac.proprio_weight * metrics["proprio_loss"], rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["frozen", "joint"])
+def test_frozen_encoder_never_changes_and_holds_no_optimizer_state(encoder):
+    run, before, state, metrics = one_step(ac_config(encoder=encoder))
+    changed = lambda group: max(float(np.abs(np.asarray(a) - b).max()) for a, b in
+                                zip(jax.tree.leaves(state.params[group]), jax.tree.leaves(before[group])))
+    assert changed("predictor") > 0
+    assert (changed("encoder") == 0) == (encoder == "frozen")
+    assert ("sigreg" in metrics) == (encoder == "joint")
+    moments = sum(x.size for x in jax.tree.leaves(state.opt_state))
+    predictor_size = sum(x.size for x in jax.tree.leaves(state.params["predictor"]))
+    encoder_size = sum(x.size for x in jax.tree.leaves(state.params["encoder"]))
+    # Adam's two moments (plus scalars) for the trained groups only.
+    trained = predictor_size + (encoder_size if encoder == "joint" else 0)
+    assert 2 * trained <= moments < 2 * trained + 100
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("ac.rollout_steps", 4, "rollout_steps=4 needs config.ac.num_frames >= rollout_steps"),
+    ("ac.encoder", "ema", "config.ac.encoder='ema' is not valid"),
+    ("data.source", "balls", "set --config.data.source=trajectories"),
+    ("data.trajectories", "", "config.data.trajectories is empty"),
+    ("ac.predictor.num_heads", 5, "config.ac.predictor: width=32 must be divisible by num_heads=5"),
+])
+def test_config_errors_name_the_field(field, value, message):
+    config = ac_config()
+    node = config
+    *parents, leaf = field.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    with pytest.raises(ValueError, match=message):
+        loop.build_run(config)
