@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -173,9 +174,12 @@ def test_damaged_episode_is_replaced_and_counted(tmp_path, pusht_data):
 
 
 def test_stream_batches_and_resumes_exactly(pusht_data):
+    # Reads in this thread: grain threads left prefetching would run numpy's header parsing (ast.literal_eval)
+    # while later tests parse source files, which CPython 3.11 can fail with "AST constructor recursion depth
+    # mismatch" (python/cpython#106905).
     def stream():
         return trajectories.trajectory_dataset(pusht_data, num_frames=3, frameskip=2, local_batch_size=5, seed=0,
-                                               process_index=0, process_count=1)
+                                               process_index=0, process_count=1, num_threads=0)
     batch = next(iter(stream()))
     assert {name: (a.dtype, a.shape) for name, a in batch.items()} == {
         "frames": (np.uint8, (5, 3, 32, 32, 3)), "actions": (np.float32, (5, 2, 4)),
@@ -199,6 +203,20 @@ def test_cli_help_of_data_collect(capsys):
     text = capsys.readouterr().out
     assert "usage: jepa-jax data collect --env NAME --episodes N --out DIR [flags]" in text
     assert "--policy_mix" in text and "jepa-jax data collect --env pusht --episodes 1000" in text
+
+
+def test_cli_without_the_sim_extra_is_a_one_line_error(monkeypatch, tmp_path):
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    from jepa_jax import cli  # pylint: disable=g-import-not-at-top
+    monkeypatch.delitem(sys.modules, "jepa_jax.envs.pusht", raising=False)
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # importing it fails as if it were missing
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["jepa-jax", "data", "collect", "--env", "pusht", "--episodes", "1", "--out", str(tmp_path)])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert str(exit_.value) == ("jepa-jax: error: environment 'pusht' needs gymnasium, which is not installed: "
+                                "pip install 'jepa_jax[sim]'")
 
 
 @pytest.mark.slow

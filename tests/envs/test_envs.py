@@ -54,6 +54,7 @@ def test_reset_is_deterministic_per_seed(env):
 def test_set_state_reproduces_pixels_and_state(env):
     observations = rollout(env, seed=1, steps=12)
     assert not np.allclose(observations[-1].state, observations[0].state)
+    env.reset(9)  # another scene (Reacher: another target)
     for observation in (observations[12], observations[0], observations[7]):  # also going back to the start
         restored = env.set_state(observation.state)
         np.testing.assert_array_equal(restored.state, observation.state)
@@ -114,7 +115,7 @@ def test_unknown_environment_is_a_one_line_error():
 
 def test_missing_sim_extra_names_the_install_command(monkeypatch):
     monkeypatch.delitem(sys.modules, "jepa_jax.envs.pusht", raising=False)
-    monkeypatch.setitem(sys.modules, "gym_pusht", None)  # import gym_pusht now fails as if it were missing
-    with pytest.raises(ImportError, match=r"^environment 'pusht' needs gym_pusht, which is not installed: "
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # importing it fails as if it were missing
+    with pytest.raises(ImportError, match=r"^environment 'pusht' needs gymnasium, which is not installed: "
                                           r"pip install 'jepa_jax\[sim\]'$"):
         envs.make("pusht")
