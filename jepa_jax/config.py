@@ -7,11 +7,10 @@ import importlib.util
 import json
 import os
 
+import jax.numpy as jnp
 import ml_collections
 
 from jepa_jax import masks as masks_lib, recipes
-import jax.numpy as jnp
-
 from jepa_jax.models import ac_predictor, posemb, predictor, vit
 
 OBJECTIVES = ("ema", "sigreg", "ac")
@@ -117,6 +116,13 @@ def _choice(value, field: str, choices) -> None:
         raise ValueError(f"config.{field}={value!r} is not valid: choose one of {list(choices)}")
 
 
+def _field(config: ml_collections.ConfigDict, dotted_key: str):
+    """config["a"]["b"] for "a.b"."""
+    for part in dotted_key.split("."):
+        config = config[part]
+    return config
+
+
 def _positive(value, field: str) -> None:
     if not isinstance(value, int) or value <= 0:
         raise ValueError(f"config.{field}={value!r} must be a positive integer")
@@ -145,10 +151,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ("model.patch_size", "model.tubelet_size", "data.batch_size", "train.steps", "train.log_every",
                   "train.grad_accum",
                   "model.predictor.width", "model.predictor.depth", "model.predictor.num_heads"):
-        node = config
-        for part in field.split("."):
-            node = node[part]
-        _positive(node, field)
+        _positive(_field(config, field), field)
     if config.data.source == "video":
         _validate_video(config.data.video)
     if config.data.source == "packed" and not config.data.packed_dir:
@@ -186,10 +189,7 @@ def _validate_ac(config) -> None:
     _choice(ac.encoder, "ac.encoder", AC_ENCODERS)
     for field in ("num_frames", "frameskip", "image_size", "action_dim", "proprio_dim", "rollout_steps",
                   "predictor.width", "predictor.depth", "predictor.num_heads"):
-        node = ac
-        for part in field.split("."):
-            node = node[part]
-        _positive(node, f"ac.{field}")
+        _positive(_field(ac, field), f"ac.{field}")
     if ac.num_frames < 2 or ac.rollout_steps > ac.num_frames - 1:
         raise ValueError(f"config.ac.rollout_steps={ac.rollout_steps} needs config.ac.num_frames >= rollout_steps "
                          f"+ 1 (and >= 2), got num_frames={ac.num_frames}")

@@ -110,8 +110,9 @@ def data_stream(config, maskers, local_batch_size: int):
 def train_state_init_fn(run: Run):
     """A function () -> TrainState with logical boxes (for parallel.init_sharded / abstract_sharded)."""
     config = run.config
-    _, size = config_lib.clip_shape(config)
-    frames = config.model.tubelet_size if config.objective == "ac" else config_lib.clip_shape(config)[0]
+    frames, size = config_lib.clip_shape(config)
+    if config.objective == "ac":  # the encoder sees one frame at a time, as a clip of tubelet_size copies
+        frames = config.model.tubelet_size
     video = jnp.zeros((1, frames, size, size, 3), jnp.float32)
     key = jax.random.key(config.seed)
     return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer, video,
@@ -229,10 +230,9 @@ def place_weights(flat: dict, like, directory: str, group: str):
     return jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]), tree, like)
 
 
-def pretrained_encoder(spec: str) -> dict:
-    """{name: numpy array} of the encoder in config.ac.encoder_from: a run's checkpoint (its EMA target encoder
-    when it has one, as V-JEPA 2-AC takes) or an export/import folder (target_encoder, else encoder)."""
-    source, step = parse_init_from(spec, "config.ac.encoder_from")
+def pretrained_encoder(source: str, step: int | None) -> dict:
+    """{name: numpy array} of an encoder: checkpoint `step` of run `source` (its EMA target encoder when it has one,
+    as V-JEPA 2-AC takes) or, step None, an export/import folder (target_encoder, else encoder)."""
     if step is None:
         groups = native.read(source).groups
         return dict(groups.get("target_encoder") or groups["encoder"])
@@ -244,8 +244,8 @@ def pretrained_encoder(spec: str) -> dict:
 
 def with_pretrained_encoder(state: state_lib.TrainState, spec: str) -> state_lib.TrainState:
     """`state` whose encoder holds the weights config.ac.encoder_from names (the predictor stays as it is)."""
-    directory = parse_init_from(spec, "config.ac.encoder_from")[0]
-    encoder = place_weights(pretrained_encoder(spec), state.params["encoder"], directory, "encoder")
+    source, step = parse_init_from(spec, "config.ac.encoder_from")
+    encoder = place_weights(pretrained_encoder(source, step), state.params["encoder"], source, "encoder")
     return state.replace(params={**state.params, "encoder": encoder})
 
 
@@ -259,12 +259,12 @@ def state_from_export(state: state_lib.TrainState, directory: str) -> state_lib.
     groups.setdefault("encoder", groups.get("target_encoder"))
     groups.setdefault("target_encoder", groups["encoder"])
 
-    place = lambda flat, like, group: place_weights(flat, like, directory, group)
-    params = {kind: place(groups[kind], state.params[kind], kind) if kind in groups else state.params[kind]
-              for kind in ("encoder", "predictor")}
+    params = {kind: place_weights(groups[kind], state.params[kind], directory, kind) if kind in groups
+              else state.params[kind] for kind in ("encoder", "predictor")}
     if "predictor" not in groups:
         logging.warning("%s has no predictor: the predictor starts from its random init", directory)
-    ema = place(groups["target_encoder"], state.ema_params, "target_encoder") if state.ema_params is not None else None
+    ema = (place_weights(groups["target_encoder"], state.ema_params, directory, "target_encoder")
+           if state.ema_params is not None else None)
     return state.replace(params=params, ema_params=ema)
 
 

@@ -106,3 +106,24 @@ def test_config_errors_name_the_field(field, value, message):
     node[leaf] = value
     with pytest.raises(ValueError, match=message):
         loop.build_run(config)
+
+
+@pytest.mark.slow
+def test_encoder_from_a_pretraining_run_takes_its_ema_target_encoder(tmp_path, smoke_config):
+    """config.ac.encoder_from=RUN:STEP fills the AC run's encoder with that checkpoint's EMA target encoder."""
+    from jepa_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    smoke_config.objective = "ema"
+    smoke_config.data.batch_size = 8
+    pretrain = loop.build_run(smoke_config)
+    target = jax.tree.map(lambda x: x + 1.0, pretrain.state.ema_params)  # differs from the online encoder
+    checkpointer = checkpoint.Checkpointer(str(tmp_path))
+    checkpointer.save(0, pretrain.state.replace(ema_params=target))
+    checkpointer.wait()
+    checkpointer.close()
+    config = ac_config(encoder_from=f"{tmp_path}:0")
+    run = loop.build_run(config)
+    state = loop.with_pretrained_encoder(run.state, config.ac.encoder_from)
+    for got, want in zip(jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(target)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    for got, want in zip(jax.tree.leaves(state.params["predictor"]), jax.tree.leaves(run.state.params["predictor"])):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
