@@ -10,6 +10,7 @@
   export         jepa_jax.export.export(...)
   import         jepa_jax.export.import_weights(...)
   extract        jepa_jax.pretrained.extract(...)
+  plan           jepa_jax.evals.plan.evaluate(jepa_jax.evals.plan.load_world_model(...), ...)
 
 The VERBS table below drives both help (`jepa-jax --help`, `jepa-jax VERB --help`: a verb's flags, defaults and
 an example) and dispatch, which rejects another verb's flags in one line. Flags are absl flags; `--config` and
@@ -71,6 +72,17 @@ _MODEL = flags.DEFINE_string("model", None, "An export/import folder or a run di
 _DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
+_PLANNER = flags.DEFINE_string("planner", "cem", "cem (DINO-WM's PushT settings: horizon 5, 300 samples, top 30, "
+                               "30 iterations) or mppi (TD-MPC2's).")
+_REPLANS = flags.DEFINE_integer("replans", 10, "Replans per episode (MPC steps); each executes --execute planned "
+                                "macro-actions.")
+_EXECUTE = flags.DEFINE_integer("execute", 1, "Planned macro-actions executed per replan (1..horizon).")
+_DISTANCE = flags.DEFINE_string("distance", "l1", "Latent energy: l1 or l2 distance to the goal's representation.")
+_PROPRIO_WEIGHT = flags.DEFINE_float("proprio_weight", 1.0, "Weight of the predicted-vs-goal proprio term of the "
+                                     "energy (0: pixels only).")
+_BASELINES = flags.DEFINE_bool("baselines", True, "Also run random actions and the simulator oracle.")
+_ORACLE_EPISODES = flags.DEFINE_integer("oracle_episodes", 20, "Episodes of the simulator oracle (the first ones; "
+                                        "it simulates every candidate, so it is the slowest).")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
@@ -168,6 +180,20 @@ def _extract() -> None:
                                         batch_size=_BATCH_SIZE.value, step=_STEP.value, encoder=_ENCODER.value)))
 
 
+def _plan() -> None:
+    from jepa_jax import planning  # pylint: disable=g-import-not-at-top
+    from jepa_jax.evals import plan  # pylint: disable=g-import-not-at-top
+    settings = planning.planner_settings(_PLANNER.value)
+    model = plan.load_world_model(_MODEL.value, step=_STEP.value, data=_DATA.value)
+    out = _OUT.value or os.path.join(_MODEL.value, f"plan_{_ENV.value}_seed{_SEED.value}")
+    results = plan.evaluate(model, _ENV.value, episodes=_EPISODES.value or 50, seed=_SEED.value, out_dir=out,
+                            settings=settings, replans=_REPLANS.value,
+                            execute=_EXECUTE.value, distance=_DISTANCE.value, proprio_weight=_PROPRIO_WEIGHT.value,
+                            baselines=_BASELINES.value, oracle_episodes=_ORACLE_EPISODES.value)
+    print(json.dumps({**results["model"], **{k: results[k] for k in ("random", "oracle") if k in results},
+                      "report": os.path.join(out, "plan_report.md")}))
+
+
 class Verb(NamedTuple):
     """A `jepa-jax` verb: what `--help` prints for it, and `run(*args)` with its positional arguments."""
     name: str
@@ -218,6 +244,17 @@ VERBS = (
          ("model", "data", "out", "pool", "batch_size", "step", "encoder"),
          "jepa-jax extract --model runs/tiny_world --data train.csv --out features.npy", _extract,
          {"out": "Output file: .npy or .safetensors."}),
+    Verb("plan", "Goal reaching with an action-conditioned model (MPC, DINO-WM protocol) vs random and oracle.",
+         (), ("--model RUN", "--env NAME"),
+         ("model", "env", "episodes", "seed", "out", "step", "data", "planner", "replans", "execute", "distance",
+          "proprio_weight", "baselines", "oracle_episodes"),
+         "jepa-jax plan --model runs/pusht_ac --env pusht --episodes 50 --seed 0", _plan,
+         {"episodes": "Evaluation episodes (default 50); episode i's start and goal come from (seed, i).",
+          "seed": "Evaluation seed: starts, goals and planner keys (held out from `data collect` seeds).",
+          "out": "Folder for plan_report.md, plan.json, plan_strip.png (default: RUN/plan_ENV_seedS).",
+          "data": "The trajectory folder the model trained on (its meta.json normalises actions and proprio; "
+                  "default: the run's config.data.trajectories).",
+          "model": "A `jepa-jax train` run directory of an action-conditioned model (objective ac)."}),
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
           "data": "Look at the videos of a manifest, decode them once for training, or collect environment "

@@ -197,6 +197,10 @@ def _validate_ac(config) -> None:
             ac.predictor.width // ac.predictor.num_heads) == 0:
         raise ValueError(f"config.ac.predictor: width={ac.predictor.width} must be divisible by num_heads="
                          f"{ac.predictor.num_heads}, with a head dim >= 6 for 3D RoPE")
+    grid = token_grid(config)[1:]
+    if ac.pool_grid < 0 or (ac.pool_grid and any(n % ac.pool_grid for n in grid)):
+        raise ValueError(f"config.ac.pool_grid={ac.pool_grid} must be 0 (no pooling) or divide the "
+                         f"{grid[0]} x {grid[1]} patch grid of each frame")
 
 
 def _validate_video(video) -> None:
@@ -223,12 +227,19 @@ def clip_shape(config) -> tuple[int, int]:
 
 
 def token_grid(config) -> tuple[int, int, int]:
-    """(T', H', W') of the configured clips (objective "ac": of its frames, each encoded as its own clip)."""
+    """(T', H', W') of the configured clips (objective "ac": of its frames, each encoded as its own clip, before
+    config.ac.pool_grid pooling; `ac_state_grid` is the grid the AC predictor sees)."""
     frames, size = clip_shape(config)
     if config.objective == "ac":
         return (frames,) + vit.token_grid((1, config.model.tubelet_size, size, size, 3), config.model.patch_size,
                                           config.model.tubelet_size)[1:]
     return vit.token_grid((1, frames, size, size, 3), config.model.patch_size, config.model.tubelet_size)
+
+
+def ac_state_grid(config) -> tuple[int, int]:
+    """(H', W') of the per-frame state tokens the AC predictor sees: the patch grid, or pool_grid x pool_grid."""
+    k = config.ac.pool_grid
+    return (k, k) if k else token_grid(config)[1:]
 
 
 def probe_steps(config) -> list[int]:

@@ -238,9 +238,11 @@ def plan(energy_fn: EnergyFn, problem, key: jax.Array, mean: jax.Array, std: jax
 
 @functools.partial(jax.jit, static_argnames=("energy_fn", "settings"))
 def plan_batch(energy_fn: EnergyFn, problems, keys: jax.Array, mean: jax.Array, std: jax.Array, *,
-               settings: PlannerSettings, low: jax.Array, high: jax.Array) -> PlanResult:
+               settings: PlannerSettings, low: jax.Array, high: jax.Array, shared: dict | None = None) -> PlanResult:
     """``plan`` for B episodes under one jit: every leaf of ``problems`` and keys [B], mean/std [B, H, A] carry a
-    leading episode axis; low/high [A] are shared. Every PlanResult field gains the leading B.
+    leading episode axis; low/high [A] are shared. Every PlanResult field gains the leading B. ``shared``: a dict
+    of leaves without the episode axis (model weights); each episode's energy then sees the dict
+    {**shared, **problem} (``problems`` a dict too).
 
     Matches planning each episode alone to float32 rounding, not bit for bit: under vmap XLA may order the
     energy's reductions differently. Each call is itself reproducible bit for bit.
@@ -248,7 +250,8 @@ def plan_batch(energy_fn: EnergyFn, problems, keys: jax.Array, mean: jax.Array, 
     chex.assert_rank(mean, 3)
     chex.assert_equal_shape_prefix([mean, std, keys], 1)
 
-    def one(problem, key, mean, std):
+    def one(shared, problem, key, mean, std):
+        problem = problem if shared is None else {**shared, **problem}
         return plan(energy_fn, problem, key, mean, std, settings=settings, low=low, high=high)
 
-    return jax.vmap(one)(problems, keys, mean, std)
+    return jax.vmap(one, in_axes=(None, 0, 0, 0, 0))(shared, problems, keys, mean, std)

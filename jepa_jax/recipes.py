@@ -53,8 +53,10 @@ def base_config() -> ml_collections.ConfigDict:
     # encoder="joint" trains it from pixels with the prediction loss + config.sigreg (LeWorldModel). rollout_steps:
     # frames predicted from the model's own outputs in the rollout loss (V-JEPA 2-AC's auto_steps).
     # predict_proprio adds a next-proprio head (not in the official layout), weighted by proprio_weight.
+    # pool_grid k > 0 average-pools each frame's H' x W' patch features to k x k state tokens (k = 1: one token per
+    # frame, LeWorldModel-like, which keeps planning rollouts cheap); 0 keeps every patch (V-JEPA 2-AC).
     config.ac = dict(encoder="frozen", encoder_from="", num_frames=4, frameskip=5, image_size=64, action_dim=10,
-                     proprio_dim=2, rollout_steps=2, predict_proprio=True, proprio_weight=1.0,
+                     proprio_dim=2, rollout_steps=2, predict_proprio=True, proprio_weight=1.0, pool_grid=0,
                      predictor=dict(width=128, depth=4, num_heads=4, mlp_ratio=4.0))
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)

@@ -22,6 +22,8 @@ VERB_FLAGS = {
     "export": "--run --step --out --format --groups --encoder",
     "import": "--from --src --out --arch",
     "extract": "--model --data --out --pool --batch_size --step --encoder",
+    "plan": "--model --env --episodes --seed --out --step --data --planner --replans --execute --distance "
+            "--proprio_weight --baselines --oracle_episodes",
 }
 
 

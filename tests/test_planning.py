@@ -94,6 +94,24 @@ def test_batched_plans_match_one_at_a_time(kind):
             np.testing.assert_allclose(getattr(batched, name)[b], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_shared_leaves_reach_every_episode_unbatched():
+    """plan_batch(shared=...): each episode's energy sees {**shared, **problem}; the same as stacking the shared
+    leaf per episode."""
+    settings = planning.planner_settings("cem", iterations=5)
+    probs = [problem(settings, seed=b) for b in range(3)]
+    keys = jax.random.split(jax.random.key(2), 3)
+    mean, std = planning.initial_plan(settings, ACTION_DIM)
+    mean, std = jnp.stack([mean] * 3), jnp.stack([std] * 3)
+    targets = jnp.stack([p["target"] for p in probs])
+    weight = probs[0]["weight"]
+    shared = planning.plan_batch(quadratic, {"target": targets}, keys, mean, std, settings=settings, low=LOW,
+                                 high=HIGH, shared={"weight": weight})
+    stacked = planning.plan_batch(quadratic, {"target": targets, "weight": jnp.stack([weight] * 3)}, keys, mean, std,
+                                  settings=settings, low=LOW, high=HIGH)
+    np.testing.assert_allclose(shared.actions, stacked.actions, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(shared.energy, stacked.energy, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("kind", planning.KINDS)
 def test_same_key_same_plan_other_key_other_samples(kind):
     settings = planning.planner_settings(kind)

@@ -24,15 +24,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.source = "trajectories"
     config.model.update(size="micro", patch_size=8, tubelet_size=2)
     config.ac.update(encoder="joint", num_frames=4, frameskip=5, image_size=64, action_dim=10, proprio_dim=2,
-                     rollout_steps=2, predict_proprio=True)
-    config.ac.predictor.update(width=128, depth=4, num_heads=4)
+                     rollout_steps=3, predict_proprio=True, pool_grid=1)
+    config.ac.predictor.update(width=64, depth=3, num_heads=4)
     config.data.batch_size = 32
     config.train.update(steps=2000, log_every=20, checkpoint_every=500)
     config.optim.update(lr=5e-4, start_lr=1e-4, final_lr=1e-5, warmup_steps=100)
     config.probe.report = False  # the built-in-world probes do not apply; `jepa-jax plan` evaluates this model
     if arg == "smoke":
         config.model.size = "nano"
-        config.ac.update(image_size=32, num_frames=3, frameskip=2, action_dim=4)
+        config.ac.update(image_size=32, num_frames=3, frameskip=2, action_dim=4, rollout_steps=2)
         config.ac.predictor.update(width=32, depth=2, num_heads=2)
         config.data.batch_size = 8
         config.train.update(steps=4, log_every=1, checkpoint_every=2)

@@ -14,7 +14,7 @@ SIM_PACKAGES = ("gymnasium", "gym_pusht", "pymunk", "pygame", "cv2", "dm_control
 
 
 def make(name: str, image_size: int = 64, **kwargs) -> Env:
-    """The environment `name` (a key of ENVS) rendering image_size x image_size pixels."""
+    """The environment `name` (a key of ENVS) rendering image_size x image_size pixels (render=False: none)."""
     if name not in ENVS:
         raise ValueError(f"environment {name!r} is unknown: choose one of {sorted(ENVS)}")
     module_name, class_name = ENVS[name]

@@ -12,8 +12,11 @@ from typing import NamedTuple
 import numpy as np
 
 
+NO_PIXELS = np.zeros((0, 0, 3), np.uint8)  # the pixels of an environment made with render=False
+
+
 class Observation(NamedTuple):
-    """pixels uint8 [H, W, 3], proprio float32 [S], state float64 [D]."""
+    """pixels uint8 [H, W, 3] (NO_PIXELS without rendering), proprio float32 [S], state float64 [D]."""
     pixels: np.ndarray
     proprio: np.ndarray
     state: np.ndarray

@@ -13,7 +13,7 @@ import gymnasium
 import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 import numpy as np
 
-from jepa_jax.envs.base import Env, Observation
+from jepa_jax.envs.base import NO_PIXELS, Env, Observation
 
 POSITION_TOLERANCE = 20.0
 ANGLE_TOLERANCE = np.pi / 9
@@ -27,23 +27,26 @@ def _rotation(angle: float) -> np.ndarray:
 
 
 class PushT(Env):
-    """gym_pusht's PushT-v0 with pixels of image_size x image_size."""
+    """gym_pusht's PushT-v0 with pixels of image_size x image_size (render=False: no pixels, a faster simulator
+    for planners that use it as their model)."""
 
     name = "pusht"
     action_dim, proprio_dim, state_dim = 2, 2, 5
 
-    def __init__(self, image_size: int = 64):
-        self.image_size = image_size
+    def __init__(self, image_size: int = 64, render: bool = True):
+        self.image_size, self.render = image_size, render
         self.action_low = np.zeros(2, np.float32)
         self.action_high = np.full(2, 512.0, np.float32)
         # The bare simulator: no time limit or checker wrappers (the collector decides episode lengths).
-        self._sim = gymnasium.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", render_mode="rgb_array",
+        self._sim = gymnasium.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos" if render else "state",
+                                   render_mode="rgb_array",
                                    observation_width=image_size, observation_height=image_size).unwrapped
 
     def _observe(self, obs: dict) -> Observation:
         sim = self._sim
         state = np.array([*sim.agent.position, *sim.block.position, sim.block.angle % (2 * np.pi)], np.float64)
-        return Observation(obs["pixels"], np.asarray(obs["agent_pos"], np.float32), state)
+        pixels = obs["pixels"] if self.render else NO_PIXELS
+        return Observation(pixels, np.asarray(sim.agent.position, np.float32), state)
 
     def reset(self, seed: int) -> Observation:
         return self._observe(self._sim.reset(seed=seed)[0])

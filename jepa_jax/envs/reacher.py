@@ -16,20 +16,20 @@ import mujoco  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dm_control import suite  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from jepa_jax.envs.base import Env, Observation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jepa_jax.envs.base import NO_PIXELS, Env, Observation  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FINGERTIP_TOLERANCE = 0.02
 CAMERA = 0
 
 
 class Reacher(Env):
-    """dm_control's reacher-easy with pixels of image_size x image_size."""
+    """dm_control's reacher-easy with pixels of image_size x image_size (render=False: no pixels)."""
 
     name = "reacher"
     action_dim, proprio_dim, state_dim = 2, 4, 6
 
-    def __init__(self, image_size: int = 64):
-        self.image_size = image_size
+    def __init__(self, image_size: int = 64, render: bool = True):
+        self.image_size, self.render = image_size, render
         self.action_low = np.full(2, -1.0, np.float32)
         self.action_high = np.full(2, 1.0, np.float32)
         # No time limit: the collector decides episode lengths. reset(seed) reseeds the task's RandomState in
@@ -42,7 +42,8 @@ class Reacher(Env):
         data = self._physics.named
         qpos, qvel = self._physics.data.qpos, self._physics.data.qvel
         target = data.model.geom_pos["target", ["x", "y"]]
-        pixels = self._physics.render(self.image_size, self.image_size, camera_id=CAMERA)
+        pixels = (self._physics.render(self.image_size, self.image_size, camera_id=CAMERA) if self.render
+                  else NO_PIXELS)
         return Observation(pixels, np.concatenate([qpos, qvel]).astype(np.float32),
                            np.concatenate([qpos, qvel, target]).astype(np.float64))
 

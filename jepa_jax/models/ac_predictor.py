@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jepa_jax import objectives
 from jepa_jax.models import posemb, vit
 
 CONDITIONING_TOKENS = 2  # action, proprio
@@ -43,6 +44,16 @@ def token_coordinates(num_frames: int, grid_hw: tuple[int, int]) -> np.ndarray:
     return coords
 
 
+def pool_states(features, grid_hw: tuple[int, int], pool_grid: int):
+    """Average-pool each frame's patch features [B, T, H' * W', D] to [B, T, k * k, D] state tokens (k =
+    pool_grid, dividing H' and W'; row-major like the patches); pool_grid 0 returns the features unchanged."""
+    if not pool_grid:
+        return features
+    (batch, frames, _, width), (height, cols), k = features.shape, grid_hw, pool_grid
+    cells = features.reshape(batch, frames, k, height // k, k, cols // k, width)
+    return cells.mean(axis=(3, 5)).reshape(batch, frames, k * k, width)
+
+
 class ACPredictor(nn.Module):
     """frame features [B, T, P, D], actions [B, T, A], proprio [B, T, S] -> (next features [B, T, P, D],
     next proprio [B, T, S] or None)."""
@@ -56,7 +67,7 @@ class ACPredictor(nn.Module):
     remat: bool = False
 
     @nn.compact
-    def __call__(self, frames, actions, proprio, grid_hw: tuple[int, int]):
+    def __call__(self, frames, actions, proprio, grid_hw: tuple[int, int], cache=None):
         """Predict frame t + 1 from frames, actions and proprio of steps 0..t, for every t.
 
         Args:
@@ -64,9 +75,12 @@ class ACPredictor(nn.Module):
           actions: [B, T, A] the action taken at each frame.
           proprio: [B, T, S] the proprioceptive state at each frame.
           grid_hw: (H', W') patch grid of one frame.
+          cache: None, or the attention cache of the F frames before these (`empty_cache`, then the cache this
+            call returns): the T frames are frames F..F+T-1 of the sequence and attend to the cached ones too.
 
         Returns:
-          ([B, T, P, D] predicted features of frames 1..T, [B, T, S] predicted proprio of frames 1..T or None).
+          ([B, T, P, D] predicted features of frames 1..T, [B, T, S] predicted proprio of frames 1..T or None),
+          plus the cache extended by these T frames when `cache` is given.
         """
         batch, num_frames, tokens, _ = frames.shape
         if tokens != grid_hw[0] * grid_hw[1]:
@@ -76,15 +90,50 @@ class ACPredictor(nn.Module):
         s = vit.dense(self.width, (None, "mlp"), "state_encoder")(proprio.astype(x.dtype))[:, :, None]
         per_frame = CONDITIONING_TOKENS + tokens
         x = jnp.concatenate([a, s, x], axis=2).reshape(batch, num_frames * per_frame, self.width)
-        coords = jnp.asarray(token_coordinates(num_frames, grid_hw))
-        mask = jnp.asarray(block_causal_mask(num_frames, per_frame))[None, None]
+        cached = 0 if cache is None else cache[0][0].shape[1]  # tokens of earlier frames
+        total = cached // per_frame + num_frames
+        coords = jnp.asarray(token_coordinates(total, grid_hw)[cached:])
+        mask = jnp.asarray(block_causal_mask(total, per_frame)[cached:])[None, None]
         x = vit.transformer_blocks(x, coords, mask, prefix="predictor_blocks", depth=self.depth,
                                    num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio), rope=True,
-                                   rope_pairing=self.rope_pairing, remat=self.remat)
+                                   rope_pairing=self.rope_pairing, remat=self.remat, caches=cache)
+        if cache is not None:
+            x, cache = x
         x = x.reshape(batch, num_frames, per_frame, self.width)
         patches = vit.layer_norm("predictor_norm")(x[:, :, CONDITIONING_TOKENS:])
         prediction = vit.dense(self.embed_dim, ("mlp", "embed"), "predictor_proj")(patches)
-        if not self.predict_proprio:
-            return prediction, None
-        next_proprio = vit.dense(proprio.shape[-1], ("mlp", None), "proprio_proj")(x[:, :, 1])
-        return prediction, next_proprio
+        next_proprio = None
+        if self.predict_proprio:
+            next_proprio = vit.dense(proprio.shape[-1], ("mlp", None), "proprio_proj")(x[:, :, 1])
+        return (prediction, next_proprio) if cache is None else (prediction, next_proprio, cache)
+
+
+def empty_cache(predictor: ACPredictor, batch: int, dtype=jnp.float32) -> tuple:
+    """The attention cache of no frames: per block (keys, values) [batch, 0, heads, head_dim]."""
+    empty = jnp.zeros((batch, 0, predictor.num_heads, predictor.width // predictor.num_heads), dtype)
+    return tuple((empty, empty) for _ in range(predictor.depth))
+
+
+def rollout(predictor: ACPredictor, params, state, proprio, actions, grid_hw: tuple[int, int]):
+    """Imagine H steps from one observed frame: each prediction (LayerNorm-ed, as in training's rollout) and the
+    predicted proprio are fed back as the next frame's inputs; one frame of new tokens per step (attention cache).
+
+    Args:
+      params: the predictor's weights.
+      state: [B, P, D] LayerNorm-ed features of the current frame; proprio: [B, S] its proprio.
+      actions: [B, H, A] the actions to imagine.
+
+    Returns:
+      ([B, H, P, D] predicted features of the next H frames, [B, H, S] their proprio; the input proprio repeated
+      when the predictor does not predict proprio).
+    """
+    cache = empty_cache(predictor, state.shape[0], state.dtype)
+    frame, frame_proprio, states, proprios = state[:, None], proprio[:, None], [], []
+    for step in range(actions.shape[1]):
+        prediction, next_proprio, cache = predictor.apply({"params": params}, frame, actions[:, step:step + 1],
+                                                          frame_proprio, grid_hw, cache)
+        frame = objectives.normalize_targets(prediction)
+        frame_proprio = frame_proprio if next_proprio is None else next_proprio
+        states.append(frame[:, 0])
+        proprios.append(frame_proprio[:, 0])
+    return jnp.stack(states, axis=1), jnp.stack(proprios, axis=1)

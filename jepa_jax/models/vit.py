@@ -101,8 +101,12 @@ class Attention(nn.Module):
     proj_std: float = 0.02
 
     @nn.compact
-    def __call__(self, x, coords=None, mask=None):
-        """x [B, N, D], coords [B, N, 3] (needed for RoPE), mask [B, 1|h, N, N] bool -> [B, N, D]."""
+    def __call__(self, x, coords=None, mask=None, cache=None):
+        """x [B, N, D], coords [B, N, 3] (needed for RoPE), mask [B, 1|h, N, M + N] bool -> [B, N, D].
+
+        cache: None, or the (keys, values) [B, M, h, Dh] (rotated) of M earlier tokens that x also attends to
+        (incremental decoding); then returns (out, (keys, values) of all M + N tokens).
+        """
         width = x.shape[-1]
         head_dim = width // self.num_heads
         qkv = dense((3, self.num_heads, head_dim), ("embed", None, "heads", "kv"), "qkv")(x)
@@ -110,8 +114,11 @@ class Attention(nn.Module):
         if self.rope:
             q = posemb.apply_rope_3d(q, coords, self.rope_pairing)
             k = posemb.apply_rope_3d(k, coords, self.rope_pairing)
+        if cache is not None:
+            k, v = jnp.concatenate([cache[0], k], axis=1), jnp.concatenate([cache[1], v], axis=1)
         out = jax.nn.dot_product_attention(q, k, v, mask=mask)
-        return dense(width, ("heads", "kv", "embed"), "proj", num_in=2, std=self.proj_std)(out)
+        out = dense(width, ("heads", "kv", "embed"), "proj", num_in=2, std=self.proj_std)(out)
+        return out if cache is None else (out, (k, v))
 
 
 class Mlp(nn.Module):
@@ -135,25 +142,35 @@ class Block(nn.Module):
     residual_std: float = 0.02  # std of attn.proj and mlp.fc2 (V-JEPA 2 divides by sqrt(2 * layer))
 
     @nn.compact
-    def __call__(self, x, coords=None, mask=None):
+    def __call__(self, x, coords=None, mask=None, cache=None):
+        """[B, N, D] -> [B, N, D]; with a (keys, values) cache (Attention) -> ([B, N, D], updated cache)."""
         x = nn.with_logical_constraint(x, ("act_batch", "act_tokens", "act_embed"))
-        x = x + Attention(self.num_heads, self.rope, self.rope_pairing, self.residual_std, name="attn")(
-            layer_norm("norm1")(x), coords, mask)
+        attended = Attention(self.num_heads, self.rope, self.rope_pairing, self.residual_std, name="attn")(
+            layer_norm("norm1")(x), coords, mask, cache)
+        if cache is not None:
+            attended, cache = attended
+        x = x + attended
         x = x + Mlp(self.mlp_dim, self.residual_std, name="mlp")(layer_norm("norm2")(x))
-        return x
+        return x if cache is None else (x, cache)
 
 
 def transformer_blocks(x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int, mlp_dim: int,
-                       rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: bool = False):
+                       rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: bool = False,
+                       caches=None):
     """Run `depth` blocks named {prefix}_0.. inside the calling compact module: [B, N, D] -> [B, N, D].
 
     Block l (0-based) initialises attn.proj and mlp.fc2 with std 0.02 / sqrt(2 (l + 1)) (V-JEPA 2's depth rescale).
+    caches: None, or one (keys, values) per block (Attention's cache); then returns (x, the updated caches).
     """
     block_cls = nn.remat(Block) if remat else Block
+    updated = []
     for layer in range(depth):
         x = block_cls(num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5,
-                      name=f"{prefix}_{layer}")(x, coords, mask)
-    return x
+                      name=f"{prefix}_{layer}")(x, coords, mask, None if caches is None else caches[layer])
+        if caches is not None:
+            x, cache = x
+            updated.append(cache)
+    return x if caches is None else (x, tuple(updated))
 
 
 def token_grid(video_shape, patch_size: int, tubelet_size: int) -> tuple[int, int, int]:

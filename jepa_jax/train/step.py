@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jepa_jax import metrics as metrics_lib, objectives
-from jepa_jax.models import vit
+from jepa_jax.models import ac_predictor, vit
 from jepa_jax.train import optim
 
 MONITORS = ("target_spread", "target_feature_std", "target_effective_rank", "prediction_cosine")
@@ -93,10 +93,12 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
 
 
 def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int], train_encoder: bool,
-            rollout_steps: int, loss_kind: str = "l1", proprio_weight: float = 1.0, sigreg=None, monitor=True):
+            rollout_steps: int, loss_kind: str = "l1", proprio_weight: float = 1.0, pool_grid: int = 0, sigreg=None,
+            monitor=True):
     """The action-conditioned world-model objective (V-JEPA 2-AC's): (loss, metrics) of one batch.
 
-    h = LN(features of every frame, each encoded on its own). Teacher forcing predicts frames 1..T-1 from the true
+    h = LN(features of every frame, each encoded on its own and pooled to pool_grid x pool_grid state tokens when
+    pool_grid > 0; ac_predictor.pool_states). Teacher forcing predicts frames 1..T-1 from the true
     frames 0..T-2; the rollout starts from h_0 and the predicted frame 1 and feeds its own predictions back for
     `rollout_steps` frames, with the true actions and proprio (gradients flow through it). loss = L(teacher) +
     L(rollout) [+ proprio_weight * L1(next proprio) when the predictor predicts it] [+ sigreg.weight * SIGReg of
@@ -106,10 +108,13 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
       params: {"encoder", "predictor"}.
       batch: {"frames": uint8 [B, T, H, W, C], "actions": [B, T-1, A], "proprio": [B, T, S]}.
       key: PRNG key (SIGReg directions).
+      grid_hw: (H', W') patch grid of one frame (before pooling).
       train_encoder: False: the encoder is frozen (no gradient; V-JEPA 2-AC); True: trained jointly (LeWorldModel,
         with `sigreg` against collapse).
     """
     features = vit.encode_frames(encoder, params["encoder"], vit.normalize_video(batch["frames"]))
+    features = ac_predictor.pool_states(features, grid_hw, pool_grid)
+    state_grid = (pool_grid, pool_grid) if pool_grid else grid_hw
     if not train_encoder:
         features = jax.lax.stop_gradient(features)
     h = objectives.normalize_targets(features)  # [B, T, P, D]
@@ -117,7 +122,7 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
 
     def predict(frames, steps):
         out, next_proprio = predictor.apply({"params": params["predictor"]}, frames, actions[:, :steps],
-                                            proprio[:, :steps], grid_hw)
+                                            proprio[:, :steps], state_grid)
         return objectives.normalize_targets(out), next_proprio
 
     teacher, next_proprio = predict(h[:, :-1], h.shape[1] - 1)
@@ -195,7 +200,7 @@ def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_
     joint = config.ac.encoder == "joint"
     return functools.partial(ac_loss, encoder=encoder, predictor=predictor, grid_hw=grid[1:], train_encoder=joint,
                              rollout_steps=config.ac.rollout_steps, loss_kind=config.loss.kind,
-                             proprio_weight=config.ac.proprio_weight, sigreg=config.sigreg if joint else None)
+                             proprio_weight=config.ac.proprio_weight, pool_grid=config.ac.pool_grid, sigreg=config.sigreg if joint else None)
 
 
 def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int, int],

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jepa_jax import objectives
 from jepa_jax.models import ac_predictor, posemb
 
 GRID = (2, 3)  # non-square, so the width-position scaling shows
@@ -96,3 +97,35 @@ def test_wrong_token_count_is_one_line_error():
     frames, actions, proprio = _inputs(jax.random.key(0))
     with pytest.raises(ValueError, match="6 tokens per frame, expected 3 x 3"):
         _model().init(jax.random.key(1), frames, actions, proprio, (3, 3))
+
+
+@pytest.mark.parametrize("predict_proprio", [True, False])
+def test_cached_rollout_equals_recomputing_every_prefix(predict_proprio):
+    """ac_predictor.rollout feeds one frame at a time through the attention cache; the reference re-runs the whole
+    imagined sequence each step (what the uncached predictor would), feeding back LN(prediction) and proprio."""
+    model = _model(predict_proprio=predict_proprio)
+    frames, actions, proprio = _inputs(jax.random.key(3))
+    params = model.init(jax.random.key(4), frames, actions, proprio, GRID)["params"]
+    state = objectives.normalize_targets(frames[:, 0])
+    states, proprios = ac_predictor.rollout(model, params, state, proprio[:, 0], actions, GRID)
+    chex.assert_shape(states, (2, T, P, D))
+    chex.assert_shape(proprios, (2, T, S))
+    seq, seq_proprio = state[:, None], proprio[:, :1]
+    for t in range(T):
+        out, next_proprio = model.apply({"params": params}, seq, actions[:, :t + 1], seq_proprio, GRID)
+        seq = jnp.concatenate([seq, objectives.normalize_targets(out[:, -1:])], axis=1)
+        fed_back = next_proprio[:, -1:] if predict_proprio else seq_proprio[:, -1:]
+        seq_proprio = jnp.concatenate([seq_proprio, fed_back], axis=1)
+    np.testing.assert_allclose(states, seq[:, 1:], atol=2e-5)
+    np.testing.assert_allclose(proprios, seq_proprio[:, 1:], atol=2e-5)
+
+
+def test_pool_states_averages_square_cells():
+    features = np.random.default_rng(0).normal(size=(2, 3, 4 * 6, 5)).astype(np.float32)
+    pooled = np.asarray(ac_predictor.pool_states(jnp.asarray(features), (4, 6), 2))
+    grid = features.reshape(2, 3, 4, 6, 5)
+    for i in range(2):
+        for j in range(2):
+            cell = grid[:, :, 2 * i:2 * i + 2, 3 * j:3 * j + 3].mean(axis=(2, 3))
+            np.testing.assert_allclose(pooled[:, :, 2 * i + j], cell, rtol=1e-6, atol=1e-6)
+    assert ac_predictor.pool_states(features, (4, 6), 0) is features

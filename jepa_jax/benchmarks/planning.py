@@ -1,0 +1,92 @@
+r"""Planning latency of one replan, printed as JSON: CEM at DINO-WM's PushT budget (300 samples x 30 iterations x
+horizon 5) on the world model of a run, for one episode (what a robot waits for) and for a batch of episodes.
+
+    python -m jepa_jax.benchmarks.planning --model runs/pusht_ac      # a trained `ac` run
+    python -m jepa_jax.benchmarks.planning                            # the shipped PushT architecture, random weights
+
+Each variant is compiled once, then timed over --repeats replans on fresh keys (median and min seconds). The
+energy is the one `jepa-jax plan` uses (evals.plan.LatentEnergy: attention-cached rollout of the AC predictor).
+"""
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from jepa_jax import config as config_lib, planning
+from jepa_jax.data import trajectories
+from jepa_jax.evals import plan
+
+_MODEL = flags.DEFINE_string("model", None, "An `ac` run directory (default: experiments/configs/pusht_ac.py's "
+                             "architecture with random weights).")
+_CONFIG = flags.DEFINE_string("config", "experiments/configs/pusht_ac.py", "Config of the random-weight model.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed replans per variant.")
+_BATCH = flags.DEFINE_integer("batch", 10, "Episodes of the batched variant.")
+
+
+def random_world_model(config_spec: str) -> plan.WorldModel:
+    """The architecture of a config with random weights and unit normalisation (timing only)."""
+    config = config_lib.load_spec(config_spec)
+    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
+    size = config.ac.image_size
+    clips = jnp.zeros((1, config.model.tubelet_size, size, size, 3))
+    params = {"encoder": encoder.init(jax.random.key(0), clips)["params"],
+              "predictor": predictor.init(jax.random.key(1), *config_lib.predictor_inputs(config))["params"]}
+    ones = lambda n: np.ones(n, np.float32)
+    zeros = lambda n: np.zeros(n, np.float32)
+    action_dim = config.ac.action_dim // config.ac.frameskip
+    stats = trajectories.TrajectoryStats(zeros(action_dim), ones(action_dim), zeros(config.ac.proprio_dim),
+                                              ones(config.ac.proprio_dim))
+    return plan.WorldModel(config, encoder, predictor, params, stats, None, f"random:{config_spec}")
+
+
+def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, batch: int, repeats: int) -> dict:
+    """Seconds per batched replan of `batch` episodes (one compile, then `repeats` timed calls)."""
+    energy_fn = model.energy()
+    size = model.image_size
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2 * batch, size, size, 3), dtype=np.uint8)
+    states = model.encode(frames)
+    proprio = jnp.zeros((batch, model.config.ac.proprio_dim))
+    problems = {"state": states[:batch], "proprio": proprio, "goal": states[batch:], "goal_proprio": proprio}
+    mean, std = (jnp.broadcast_to(x, (batch,) + x.shape) for x in
+                 planning.initial_plan(settings, model.config.ac.action_dim))
+    low, high = np.full(mean.shape[-1], -3.0, np.float32), np.full(mean.shape[-1], 3.0, np.float32)
+
+    def replan(seed):
+        keys = jax.random.split(jax.random.key(seed), batch)
+        return jax.block_until_ready(planning.plan_batch(
+            energy_fn, problems, keys, mean, std, settings=settings, low=low, high=high,
+            shared={"params": model.params["predictor"]}))
+
+    started = time.perf_counter()
+    replan(0)
+    compile_s = time.perf_counter() - started
+    seconds = []
+    for seed in range(1, repeats + 1):
+        started = time.perf_counter()
+        replan(seed)
+        seconds.append(time.perf_counter() - started)
+    return {"episodes": batch, "compile_s": round(compile_s, 2), "replan_s_median": round(float(np.median(seconds)), 4),
+            "replan_s_min": round(min(seconds), 4),
+            "sequences_per_s": round(batch * settings.num_samples * settings.iterations / float(np.median(seconds)))}
+
+
+def main(argv) -> None:
+    del argv
+    model = plan.load_world_model(_MODEL.value) if _MODEL.value else random_world_model(_CONFIG.value)
+    settings = planning.CEM_DINO_WM_PUSHT
+    predictor = model.config.ac.predictor
+    print(json.dumps({"benchmark": "planning", "model": model.source, "backend": jax.default_backend(),
+                      "planner": planning.describe(settings),
+                      "predictor": {"width": predictor.width, "depth": predictor.depth,
+                                    "state_tokens": int(np.prod(config_lib.ac_state_grid(model.config)))},
+                      "one_episode": time_replans(model, settings, 1, _REPEATS.value),
+                      "batched": time_replans(model, settings, _BATCH.value, _REPEATS.value)}))
+
+
+if __name__ == "__main__":
+    app.run(main)
