@@ -1,0 +1,139 @@
+"""Goal-reaching evaluation (evals.plan): the protocol's goals, the oracle's energy, the interval, one-line errors
+and what `evaluate` / `jepa-jax plan` write, on a seconds-long PushT model."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jepa_jax import config as config_lib, envs, planning
+from jepa_jax.evals import plan
+from tests.conftest import REPO, require, run_cli
+
+PUSHT_AC = os.path.join(REPO, "experiments", "configs", "pusht_ac.py")
+TINY_PLANNER = planning.planner_settings("cem", horizon=2, num_samples=16, num_elites=4, iterations=2)
+
+
+@pytest.fixture(name="pusht_run", scope="module")
+def pusht_run_fixture(tmp_path_factory):
+    """A 4-step `pusht_ac.py:smoke` run on 3 collected episodes: (run directory, trajectory folder)."""
+    require("gym_pusht")
+    from jepa_jax.data import trajectories  # pylint: disable=g-import-not-at-top
+    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    root = tmp_path_factory.mktemp("pusht")
+    data, run = str(root / "data"), str(root / "run")
+    trajectories.collect("pusht", 3, data, steps_per_episode=12, seed=0, image_size=32)
+    config = config_lib.load(PUSHT_AC, "smoke")
+    config.data.trajectories = data
+    loop.train(config, run)
+    return run, data
+
+
+@pytest.mark.parametrize("trials", [1, 7, 50])
+def test_wilson_interval_matches_its_closed_forms(trials):
+    z2 = 1.96 ** 2
+    assert plan.wilson_interval(0, trials) == (0.0, pytest.approx(z2 / (trials + z2)))
+    assert plan.wilson_interval(trials, trials) == (pytest.approx(trials / (trials + z2)), 1.0)
+    for successes in range(trials + 1):
+        low, high = plan.wilson_interval(successes, trials)
+        mirror_low, mirror_high = plan.wilson_interval(trials - successes, trials)
+        assert low <= successes / trials <= high
+        assert (low, high) == (pytest.approx(1 - mirror_high), pytest.approx(1 - mirror_low))
+    assert all(math.isnan(x) for x in plan.wilson_interval(0, 0))
+
+
+def test_goal_episode_is_seeded_and_held_out():
+    require("gym_pusht")
+    env = envs.make("pusht", image_size=32)
+    episode = plan.goal_episode(env, seed=3, index=1)
+    again = plan.goal_episode(envs.make("pusht", image_size=32), seed=3, index=1)
+    assert again.env_seed == episode.env_seed
+    np.testing.assert_array_equal(again.goal.state, episode.goal.state)
+    np.testing.assert_array_equal(again.goal.pixels, episode.goal.pixels)
+    assert not np.allclose(episode.goal.state, episode.start.state)  # 25 steps of exploration moved the agent
+    others = [plan.goal_episode(env, seed, index) for seed, index in ((3, 2), (4, 1))]
+    assert len({episode.env_seed, *(o.env_seed for o in others)}) == 3
+
+
+def test_goal_episode_resets_the_env_to_the_start_state():
+    require("gym_pusht")
+    env = envs.make("pusht", image_size=32)
+    episode = plan.goal_episode(env, seed=0, index=0)
+    moved = env.step(env.action_high)
+    fresh = envs.make("pusht", image_size=32)
+    fresh.reset(episode.env_seed)
+    np.testing.assert_array_equal(fresh.step(env.action_high).state, moved.state)
+
+
+def test_simulator_energy_is_the_state_distance_after_replaying_each_sequence():
+    require("gym_pusht")
+    frameskip, env = 2, envs.make("pusht", image_size=32)
+    start, goal = env.reset(1), plan.goal_episode(env, seed=0, index=0).goal
+    centre, scale = np.full(2 * frameskip, 256.0), np.full(2 * frameskip, 128.0)
+    energy = plan.simulator_energy(envs.make("pusht", 32, render=False), frameskip, centre, scale)
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 2, 2 * frameskip)).astype(np.float32)
+    got = np.asarray(energy({"state": start.state.astype(np.float32), "goal_state": goal.state.astype(np.float32)},
+                            actions))
+    for sequence, value in zip(actions, got):
+        env.set_state(start.state.astype(np.float32).astype(np.float64))
+        for action in (centre + scale * sequence.astype(np.float64)).reshape(-1, 2):
+            obs = env.step(action)
+        assert value == pytest.approx(env.state_distance(obs.state, goal.state), rel=1e-5)
+    assert len(set(got.tolist())) == 3
+
+
+def test_world_model_errors_name_the_field_and_the_fix(pusht_run):
+    run, data = pusht_run
+    model = plan.load_world_model(run)
+    assert model.config.objective == "ac" and model.step == model.config.train.steps
+    with pytest.raises(ValueError, match=r"^config.ac.proprio_dim=2 of the model does not match environment "
+                                         r"'reacher''s 4-d proprio$"):
+        model.check_env(envs.make("reacher", 32))
+    model.config.ac.frameskip = 3
+    with pytest.raises(ValueError, match=r"^config.ac.action_dim=4 of the model does not match environment 'pusht': "
+                                         r"2-d actions x frameskip 3 = 6; plan with"):
+        model.check_env(envs.make("pusht", 32))
+    with pytest.raises(ValueError, match=r"frames must be uint8 \[B, 32, 32, 3\] \(config.ac.image_size\), got "
+                                         r"uint8 \[1, 64, 64, 3\]"):
+        model.encode(np.zeros((1, 64, 64, 3), np.uint8))
+    with pytest.raises(FileNotFoundError, match="meta.json .* pass the collected folder with --data"):
+        plan.load_world_model(run, data=os.path.dirname(data))
+    with pytest.raises(ValueError, match=r"distance='cosine': choose one of \['l1', 'l2'\]"):
+        model.energy("cosine")
+
+
+def test_evaluate_reports_model_random_and_oracle_with_report_strip_and_json(pusht_run, tmp_path):
+    model = plan.load_world_model(pusht_run[0])
+    out = tmp_path / "plan"
+    results = plan.evaluate(model, "pusht", episodes=2, seed=5, out_dir=str(out), settings=TINY_PLANNER, replans=2,
+                            oracle_settings=TINY_PLANNER, oracle_episodes=1, progress=False)
+    assert {k: results[k]["episodes"] for k in ("model", "random", "oracle")} == {"model": 2, "random": 2,
+                                                                                  "oracle": 1}
+    for name in ("model", "random", "oracle"):
+        summary = results[name]
+        low, high = summary["success_ci95"]
+        assert low <= summary["success_rate"] <= high and summary["mean_final_distance"] > 0
+    assert results["model"]["replan_seconds_median"] > 0
+    assert json.loads((out / "plan.json").read_text())["model"] == results["model"]
+    report = (out / "plan_report.md").read_text()
+    assert sum(line.startswith(("| model |", "| random |", "| oracle |")) for line in report.splitlines()) == 3
+    strip = np.asarray(Image.open(out / "plan_strip.png"))
+    assert strip.ndim == 3 and strip.shape[0] > 100 and strip.shape[1] > 300  # 2 rows; goal, start, 2 replans
+
+
+def test_plan_cli_prints_one_json_line(pusht_run, tmp_path):
+    run, _ = pusht_run
+    proc = run_cli("plan", "--model", run, "--env", "pusht", "--episodes", "2", "--replans", "1",
+                   "--baselines=false", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert line["episodes"] == 2 and 0 <= line["success_rate"] <= 1 and "random" not in line and (tmp_path / "out" / "plan_report.md").exists()
+    wrong = run_cli("plan", "--model", run, "--env", "pong")
+    assert wrong.returncode != 0
+    assert wrong.stderr.strip().splitlines()[-1].endswith("environment 'pong' is unknown: choose one of "
+                                                          "['pusht', 'reacher']")
