@@ -85,7 +85,7 @@ def test_help_of_train_export_and_data_pack(capsys):
 def test_overview_lists_every_verb(capsys):
     overview = cli_help(capsys, "--help")
     assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "data collect",
-                                      "export", "import", "extract"]
+                                      "export", "import", "extract", "plan"]
     for verb in cli.VERBS:
         assert verb.summary in overview
     assert "`jepa-jax VERB --help` shows" in overview
