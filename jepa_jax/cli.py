@@ -68,6 +68,10 @@ _FROM = flags.DEFINE_string("from", None, "fair (official .pt / .pth.tar / safet
 _SRC = flags.DEFINE_string("src", None, "The checkpoint file or Hugging Face folder.")
 _ARCH = flags.DEFINE_string("arch", None, "Architecture of a fair checkpoint when it cannot be detected, e.g. "
                             "vjepa2_vitl16.")
+_NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Encoder heads of a fair checkpoint whose width/depth is no "
+                                  "named size (instead of --arch); recorded as model.size=custom.")
+_PREDICTOR_HEADS = flags.DEFINE_integer("predictor_heads", None, "Predictor heads of a fair checkpoint (default: "
+                                        "the official ones: V-JEPA the encoder's, V-JEPA 2 12, V-JEPA 2-AC 16).")
 _MODEL = flags.DEFINE_string("model", None, "An export/import folder or a run directory.")
 _DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
@@ -171,7 +175,8 @@ def _export() -> None:
 
 def _import() -> None:
     from jepa_jax import export  # pylint: disable=g-import-not-at-top
-    print(json.dumps(export.import_weights(_FROM.value, _SRC.value, _OUT.value, arch=_ARCH.value)))
+    print(json.dumps(export.import_weights(_FROM.value, _SRC.value, _OUT.value, arch=_ARCH.value,
+                                           num_heads=_NUM_HEADS.value, predictor_heads=_PREDICTOR_HEADS.value)))
 
 
 def _extract() -> None:
@@ -236,7 +241,8 @@ VERBS = (
          {"encoder": "--format hf: which encoder to write: auto (the EMA target encoder when there is one), target or "
                     "online."}),
     Verb("import", "Official (fair) or Hugging Face (hf) V-JEPA weights as a native folder.", (),
-         ("--from {fair,hf}", "--src PATH", "--out DIR"), ("from", "src", "out", "arch"),
+         ("--from {fair,hf}", "--src PATH", "--out DIR"),
+         ("from", "src", "out", "arch", "num_heads", "predictor_heads"),
          "jepa-jax import --from fair --src exports/tiny_world_fair/checkpoint.safetensors --out imported/tiny_world",
          _import),
     Verb("extract", "Features of every clip of a manifest from a model: .npy or .safetensors.", (),

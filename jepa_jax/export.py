@@ -28,6 +28,7 @@ GROUPS = native.GROUPS
 FORMATS = ("native", "fair", "hf")
 WEIGHTS_FILE = native.WEIGHTS_FILE
 FAIR_PREFIX = "module.backbone."  # DistributedDataParallel + MultiSeqWrapper, as official training saves
+AC_FAIR_PREFIX = "module."  # V-JEPA 2-AC training wraps its encoder and predictor in DDP only
 FAIR_FILES = ("checkpoint.safetensors", "checkpoint.pt")
 # Entries of official training checkpoints that are not model weights.
 CONFIG_KEY = "jepa_jax_config"  # our config (JSON) inside fair exports: exact architecture on re-import
@@ -35,6 +36,7 @@ TRAINING_EXTRAS = frozenset({"opt", "scaler", "epoch", "loss", "batch_size", "wo
 ARCH_SIZES = {"vitl16": "large", "vith16": "huge", "vitg16": "giant"}
 ARCH_FAMILIES = {"vjepa": "sincos", "vjepa2": "rope"}  # V-JEPA: sin-cos positions; V-JEPA 2: 3D RoPE
 V2_PREDICTOR_HEADS = 12  # V-JEPA's predictor uses the encoder's head count (docs/official_reference.md 3)
+AC_PREDICTOR_HEADS = 16  # vit_ac_predictor's default (1024 wide, 24 blocks), as the released V-JEPA 2-AC
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -124,8 +126,46 @@ def _is_image(config) -> bool:
     return config_lib.clip_shape(config)[0] == 1
 
 
-def _pos_embed_extras(config, kind: str) -> dict:
-    """The frozen sin-cos tables official V-JEPA checkpoints carry: {key: [1, N, width]} (none for RoPE)."""
+def fair_prefix(config) -> str:
+    """The key prefix official training gives this model's state dicts: `module.` for V-JEPA 2-AC, else
+    `module.backbone.`."""
+    return AC_FAIR_PREFIX if config.objective == "ac" else FAIR_PREFIX
+
+
+def fair_unsupported(config) -> list[str]:
+    """Why the official code cannot run this model from its official-layout weights (empty if it can): each reason
+    names the config field and the fix."""
+    m, reasons = config.model, []
+    if m.rope_pairing != "repeat" and (m.pos_embedding == "rope" or config.objective == "ac"):
+        reasons.append(f"config.model.rope_pairing={m.rope_pairing!r}: the official code rotates with the released "
+                       f"'repeat' pairing (train with rope_pairing='repeat')")
+    if config.objective != "ac":
+        return reasons
+    ac = config.ac
+    if m.pos_embedding != "rope":
+        reasons.append("config.model.pos_embedding='sincos': V-JEPA 2-AC's encoder uses 3D RoPE (set "
+                       "pos_embedding='rope')")
+    if ac.predict_proprio:
+        reasons.append("config.ac.predict_proprio=True adds proprio_proj, which VisionTransformerPredictorAC lacks "
+                       "(train with predict_proprio=False, or export --format native)")
+    if ac.proprio_dim != ac.action_dim:
+        reasons.append(f"config.ac.proprio_dim={ac.proprio_dim} differs from config.ac.action_dim={ac.action_dim}: "
+                       f"VisionTransformerPredictorAC sizes its state and action encoders by one action_embed_dim "
+                       f"(pad proprio to action_dim, or export --format native)")
+    return reasons
+
+
+def _fair_extras(config, kind: str) -> dict:
+    """Official tensors that are none of our parameters, as export writes them: {key: array}. V-JEPA's frozen
+    sin-cos tables `pos_embed` / `predictor_pos_embed` [1, N, width] (import checks their values), and V-JEPA
+    2-AC's `extrinsics_encoder` Linear (action_dim - 1 -> Dp), built but unused (use_extrinsics=False): zeros on
+    export, required and dropped on import whatever its values."""
+    if config.objective == "ac":
+        if kind == "encoder":
+            return {}
+        width, inputs = config.ac.predictor.width, config.ac.action_dim - 1
+        return {"extrinsics_encoder.weight": np.zeros((width, inputs), np.float32),
+                "extrinsics_encoder.bias": np.zeros((width,), np.float32)}
     if config.model.pos_embedding != "sincos":
         return {}
     grid = config_lib.token_grid(config)
@@ -135,18 +175,23 @@ def _pos_embed_extras(config, kind: str) -> dict:
 
 
 def to_fair(weights: native.Weights) -> dict:
-    """{group: official state dict (keys with the module.backbone. prefix)} of `weights`."""
-    extras = {kind: _pos_embed_extras(weights.config, kind) for kind in ("encoder", "predictor")}
-    image = _is_image(weights.config)
-    return {group: {FAIR_PREFIX + k: v for k, v in {**extras[native.kind(group)],
-                                                     **layouts.to_layout(layouts.FAIR, tensors, image)}.items()}
+    """{group: official state dict (keys with the fair_prefix)} of `weights`; ValueError (one line) for a model
+    the official code cannot run."""
+    config = weights.config
+    reasons = fair_unsupported(config)
+    if reasons:
+        raise ValueError(f"{weights.source}: cannot export to the official layout: {'; '.join(reasons)}")
+    extras = {kind: _fair_extras(config, kind) for kind in ("encoder", "predictor")}
+    image, prefix = _is_image(config), fair_prefix(config)
+    return {group: {prefix + k: v for k, v in {**extras[native.kind(group)],
+                                               **layouts.to_layout(layouts.FAIR, tensors, image)}.items()}
             for group, tensors in weights.groups.items()}
 
 
 def write_fair(weights: native.Weights, out: str) -> list[str]:
     """OUT/checkpoint.safetensors, and OUT/checkpoint.pt when torch is installed; returns the files written."""
-    os.makedirs(out, exist_ok=True)
     fair = to_fair(weights)
+    os.makedirs(out, exist_ok=True)
     written = [os.path.join(out, FAIR_FILES[0])]
     config_json = weights.config.to_json_best_effort()
     native.write_safetensors({f"{g}.{k}": v for g, sd in fair.items() for k, v in sd.items()}, written[0],
@@ -161,33 +206,30 @@ def write_fair(weights: native.Weights, out: str) -> list[str]:
     return written
 
 
-def _check_pos_embed(tensors: dict, key: str, expected: dict, path: str) -> None:
-    if key not in expected:
-        return
-    if key not in tensors:
-        raise native.TensorMismatch(f"{path}: missing {key} {expected[key].shape}: a V-JEPA (sin-cos) checkpoint "
-                                     f"carries it")
-    found = tensors[key]
-    if found.shape != expected[key].shape or not np.allclose(found, expected[key], atol=1e-5):
-        raise native.TensorMismatch(f"{path}: {key} {found.shape} is not the 3D sin-cos table {expected[key].shape} "
-                                     f"of this architecture: another grid or an interpolated table")
+def _check_extras(tensors: dict, extras: dict, path: str, what: str) -> None:
+    """The official-only tensors `extras` ({key: array}) are all there with their shapes; sin-cos tables also hold
+    this architecture's values."""
+    native.check_tensors(path, {k: v.shape for k, v in extras.items()},
+                         {k: tensors[k].shape for k in extras if k in tensors}, what)
+    for key in (k for k in extras if k.endswith("pos_embed")):
+        if not np.allclose(tensors[key], extras[key], atol=1e-5):
+            raise native.TensorMismatch(f"{path}: {key} {tensors[key].shape} is not the 3D sin-cos table of this "
+                                         f"architecture: another grid or an interpolated table")
 
 
 def from_fair(groups: dict, config, path: str) -> dict:
     """Official state dicts -> our {group: flat tensors}, strict. RoPE checkpoints may carry an unused pos_embed
     (the released V-JEPA 2 files do; the official hub loader ignores it too)."""
     expected = native.param_shapes(config)
-    all_extras = {kind: _pos_embed_extras(config, kind) for kind in ("encoder", "predictor")}
     out = {}
     for group, tensors in groups.items():
-        extras = all_extras[native.kind(group)]
-        for key in extras:
-            _check_pos_embed(tensors, key, extras, path)
-        if config.model.pos_embedding == "rope":
-            tensors = {k: v for k, v in tensors.items() if k != "pos_embed" or native.kind(group) != "encoder"}
+        kind, what = native.kind(group), f"the {group} of {describe(config)}"
+        extras = _fair_extras(config, kind)
+        _check_extras(tensors, extras, path, what)
+        if config.model.pos_embedding == "rope" and kind == "encoder":
+            tensors = {k: v for k, v in tensors.items() if k != "pos_embed"}
         tensors = {k: v for k, v in tensors.items() if k not in extras}
-        out[group] = layouts.from_layout(layouts.FAIR, tensors, expected[native.kind(group)], path,
-                                         f"the {group} of {describe(config)}", _is_image(config))
+        out[group] = layouts.from_layout(layouts.FAIR, tensors, expected[kind], path, what, _is_image(config))
     return out
 
 
@@ -221,8 +263,69 @@ def _grid_of(num_tokens: int, frames_hint: int) -> tuple[int, int]:
     raise ValueError(f"a sin-cos table of {num_tokens} tokens is not T' x S x S")
 
 
-def config_from_fair(groups: dict, arch: str | None, path: str) -> ml_collections.ConfigDict:
-    """The config of an official checkpoint: dimensions read from the tensors, head counts from the size name."""
+def _family(encoder: dict, predictor: dict | None, path: str) -> str:
+    """"sincos" or "rope", from the tensors: only V-JEPA predictors carry a sin-cos table."""
+    if predictor is not None:
+        return "sincos" if "predictor_pos_embed" in predictor else "rope"
+    if "pos_embed" in encoder:
+        raise ValueError(f"{path}: an encoder alone with a pos_embed can be V-JEPA (sin-cos) or V-JEPA 2 (RoPE): "
+                         f"pass --arch, e.g. vjepa_vitl16 or vjepa2_vitl16")
+    return "rope"
+
+
+def _encoder_size(dims: tuple[int, int, int], arch: str | None, num_heads: int | None, path: str) -> tuple:
+    """(size name, ViTSize) of an encoder of dims (width, depth, MLP): the --arch size, explicit dimensions with
+    --num_heads ("custom"), or the named size those dims are; one-line error otherwise."""
+    width, depth, mlp_dim = dims
+    held = f"{path} holds a ViT of width {width}, {depth} blocks, MLP {mlp_dim}"
+    if arch and num_heads:
+        raise ValueError(f"--arch {arch} names a size with its head count: give --arch or --num_heads, not both")
+    if arch:
+        name = parse_arch(arch)[1]
+        want = vit.SIZES[name]
+        if (want.width, want.depth, want.mlp_dim) != dims:
+            raise ValueError(f"{held}; --arch {arch} expects width {want.width}, {want.depth} blocks, MLP "
+                             f"{want.mlp_dim}")
+        return name, want
+    if num_heads:
+        if width % num_heads:
+            raise ValueError(f"{held}: --num_heads {num_heads} does not divide the width {width}")
+        return "custom", vit.ViTSize(width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
+    name = _named_size(width, depth, mlp_dim)
+    if name is None:
+        raise ValueError(f"{path}: a ViT of width {width}, {depth} blocks, MLP {mlp_dim} is no known size, and "
+                         f"head counts cannot be read from tensors: pass --arch FAMILY_SIZE, or --num_heads N "
+                         f"(and --predictor_heads N)")
+    return name, vit.SIZES[name]
+
+
+def _predictor_dims(predictor: dict, default_heads: int, heads: int | None, rope: bool, path: str) -> dict:
+    """{width, depth, num_heads, mlp_ratio} of an official predictor: heads = --predictor_heads, else the official
+    default for its family; one-line error when they do not divide the width (into RoPE heads of >= 6 dims)."""
+    width = int(predictor["predictor_embed.weight"].shape[0])
+    given, heads = heads, heads or default_heads
+    if width % heads or (rope and posemb.rope_axis_dim(width // heads) == 0):
+        source = "--predictor_heads" if given else "the official default"
+        raise ValueError(f"{path}: a {'RoPE ' if rope else ''}predictor of width {width} cannot have {heads} heads "
+                         f"({source}): pass --predictor_heads N")
+    return dict(width=width, depth=_blocks(predictor, "predictor_blocks"), num_heads=heads,
+                mlp_ratio=predictor["predictor_blocks.0.mlp.fc1.weight"].shape[0] / width)
+
+
+def _as_action_conditioned(config, predictor: dict, dims: dict) -> None:
+    """Make `config` the V-JEPA 2-AC world model of an official VisionTransformerPredictorAC (in place): actions and
+    proprio of action_embed_dim each, no proprio head, every patch a state token, 8-frame clips at the crop size."""
+    action_dim = int(predictor["action_encoder.weight"].shape[1])
+    config.objective, config.data.source = "ac", "trajectories"
+    config.ac.update(encoder="frozen", num_frames=8, image_size=config.data.video.crop_size, action_dim=action_dim,
+                     proprio_dim=action_dim, predict_proprio=False, pool_grid=0)
+    config.ac.predictor.update(dims)
+
+
+def config_from_fair(groups: dict, path: str, arch: str | None = None, num_heads: int | None = None,
+                     predictor_heads: int | None = None) -> ml_collections.ConfigDict:
+    """The config of an official checkpoint: dimensions read from the tensors, head counts from the size name
+    (--arch or detected) or given (num_heads: the encoder's, recorded as model.size="custom"; predictor_heads)."""
     encoder = groups.get("encoder") or groups.get("target_encoder")
     if encoder is None or "patch_embed.proj.weight" not in encoder:
         raise ValueError(f"{path} has no encoder (patch_embed.proj.weight): groups {sorted(groups)}")
@@ -231,50 +334,39 @@ def config_from_fair(groups: dict, arch: str | None, path: str) -> ml_collection
     depth = _blocks(encoder, "blocks")
     mlp_dim = encoder["blocks.0.mlp.fc1.weight"].shape[0] if depth else 0
     predictor = groups.get("predictor")
-    if arch:
-        pos, size = parse_arch(arch)
-        want = vit.SIZES[size]
-        if (want.width, want.depth, want.mlp_dim) != (width, depth, mlp_dim):
-            raise ValueError(f"{path} holds a ViT of width {width}, {depth} blocks, MLP {mlp_dim}; --arch {arch} "
-                             f"expects width {want.width}, {want.depth} blocks, MLP {want.mlp_dim}")
-    else:
-        if predictor is not None:
-            pos = "sincos" if "predictor_pos_embed" in predictor else "rope"
-        elif "pos_embed" in encoder:
-            raise ValueError(f"{path}: an encoder alone with a pos_embed can be V-JEPA (sin-cos) or V-JEPA 2 (RoPE): "
-                             f"pass --arch, e.g. vjepa_vitl16 or vjepa2_vitl16")
-        else:
-            pos = "rope"
-        size = _named_size(width, depth, mlp_dim)
-        if size is None:
-            raise ValueError(f"{path}: a ViT of width {width}, {depth} blocks, MLP {mlp_dim} is no known size, and "
-                             f"head counts cannot be read from tensors: pass --arch FAMILY_SIZE")
+    pos = parse_arch(arch)[0] if arch else _family(encoder, predictor, path)
+    name, size = _encoder_size((width, depth, mlp_dim), arch, num_heads, path)
     frames, crop = 1 if patch.ndim == 4 else 16, 256 if pos == "rope" else 224  # Conv2d: an image model
     if pos == "sincos":
         table = encoder.get("pos_embed", (predictor or {}).get("predictor_pos_embed"))
         if table is not None:
             t, side = _grid_of(table.shape[1], frames // tubelet)
             frames, crop = t * tubelet, side * patch.shape[-1]
-    config = recipes.vjepa1(size, crop) if pos == "sincos" else recipes.vjepa2(size, epochs=10)
-    config.model.update(patch_size=int(patch.shape[-1]), tubelet_size=int(tubelet))
+    recipe_size = "large" if name == "custom" else name
+    config = recipes.vjepa1(recipe_size, crop) if pos == "sincos" else recipes.vjepa2(recipe_size, epochs=10)
+    config.model.update(size=name, patch_size=int(patch.shape[-1]), tubelet_size=int(tubelet))
+    if name == "custom":
+        config.model.custom.update(width=size.width, depth=size.depth, num_heads=size.num_heads, mlp_dim=size.mlp_dim)
     config.data.video.update(frames_per_clip=int(frames), crop_size=int(crop))
-    if predictor is not None and "predictor_embed.weight" in predictor:
-        pred_width = int(predictor["predictor_embed.weight"].shape[0])
-        heads = vit.SIZES[size].num_heads if pos == "sincos" else V2_PREDICTOR_HEADS
-        config.model.predictor.update(
-            width=pred_width, depth=_blocks(predictor, "predictor_blocks"), num_heads=heads,
-            mlp_ratio=predictor["predictor_blocks.0.mlp.fc1.weight"].shape[0] / pred_width,
-            num_mask_tokens=sum(1 for k in predictor if k.startswith("mask_tokens.")))
+    if predictor is not None and "action_encoder.weight" in predictor:
+        _as_action_conditioned(config, predictor, _predictor_dims(predictor, AC_PREDICTOR_HEADS, predictor_heads,
+                                                                  True, path))
+    elif predictor is not None and "predictor_embed.weight" in predictor:
+        default = size.num_heads if pos == "sincos" else V2_PREDICTOR_HEADS
+        config.model.predictor.update(**_predictor_dims(predictor, default, predictor_heads, pos == "rope", path),
+                                      num_mask_tokens=sum(1 for k in predictor if k.startswith("mask_tokens.")))
     return config
 
 
 def describe(config) -> str:
-    """"a V-JEPA 2 (RoPE) ViT large/16, predictor 384 x 12" for messages and model cards."""
+    """"a V-JEPA 2 (RoPE) ViT large/16 (...), predictor width 384 x 12 blocks" (", AC predictor ..." for objective
+    "ac") for messages and model cards."""
     m = config.model
     size = config_lib.encoder_size(config)
     family = "V-JEPA 2 (RoPE)" if m.pos_embedding == "rope" else "V-JEPA (sin-cos)"
+    p, kind = (config.ac.predictor, "AC predictor") if config.objective == "ac" else (m.predictor, "predictor")
     return (f"a {family} ViT {m.size}/{m.patch_size} (width {size.width}, {size.depth} blocks, {size.num_heads} "
-            f"heads), predictor width {m.predictor.width} x {m.predictor.depth} blocks")
+            f"heads), {kind} width {p.width} x {p.depth} blocks")
 
 
 # ------------------------------------------------------------------------------------------------ Hugging Face
@@ -420,17 +512,23 @@ def export(source: str, out: str, fmt: str, *, step: int | None = None, groups=G
             "model": describe(weights.config)}
 
 
-def import_weights(fmt: str, src: str, out: str, arch: str | None = None) -> dict:
-    """`jepa-jax import`: official ("fair") or Hugging Face ("hf") weights -> a native folder at `out`."""
+def import_weights(fmt: str, src: str, out: str, arch: str | None = None, num_heads: int | None = None,
+                   predictor_heads: int | None = None) -> dict:
+    """`jepa-jax import`: official ("fair") or Hugging Face ("hf") weights -> a native folder at `out`. arch,
+    num_heads, predictor_heads: what a fair checkpoint's tensors cannot say (see config_from_fair); given, they
+    win over the config a jepa_jax export carries."""
+    given = arch or num_heads or predictor_heads
     if fmt == "fair":
         groups, ours = read_fair(src)
-        config = config_lib.from_dict(ours) if ours and not arch else config_from_fair(groups, arch, src)
+        config = config_lib.from_dict(ours) if ours and not given else config_from_fair(
+            groups, src, arch, num_heads, predictor_heads)
         flat = from_fair(groups, config, src)
     elif fmt == "hf":
         hf, tensors = read_hf(src)
         config = config_from_hf(hf, src)
-        if arch:
-            raise ValueError("--arch is for official checkpoints; a Hugging Face folder describes itself")
+        if given:
+            raise ValueError("--arch, --num_heads and --predictor_heads are for official checkpoints; a Hugging Face "
+                             "folder describes itself")
         shapes = native.param_shapes(config)
         merged = layouts.from_layout(layouts.HF, tensors, {**shapes["encoder"], **shapes["predictor"]},
                                      os.path.join(src, WEIGHTS_FILE), describe(config))
@@ -457,7 +555,8 @@ def model_card(weights: native.Weights, groups) -> str:
     config, counts = weights.config, {g: sum(int(np.prod(v.shape)) for v in weights.groups[g].values()) for g in groups}
     frames, crop = config_lib.clip_shape(config)
     data = {"balls": "the built-in bouncing-balls world", "packed": f"packed clips in {config.data.packed_dir}",
-            "video": f"videos listed in {', '.join(config.data.video.manifests)}"}[config.data.source]
+            "video": f"videos listed in {', '.join(config.data.video.manifests)}",
+            "trajectories": f"trajectories in {config.data.trajectories or 'a folder not recorded'}"}[config.data.source]
     metrics = _metrics_at(weights.source, weights.step)
     shown = {k: float(f"{metrics[k]:.4g}") for k in ("loss", "prediction_loss", "target_effective_rank",
                                                       "target_spread", "prediction_cosine") if k in metrics}

@@ -20,7 +20,7 @@ VERB_FLAGS = {
     "data pack": "--out --frames --fps --frame_step --short_side --shards --clips_per_video",
     "data collect": "--env --episodes --out --steps_per_episode --seed --image_size --policy_mix",
     "export": "--run --step --out --format --groups --encoder",
-    "import": "--from --src --out --arch",
+    "import": "--from --src --out --arch --num_heads --predictor_heads",
     "extract": "--model --data --out --pool --batch_size --step --encoder",
     "plan": "--model --env --episodes --seed --out --step --data --planner --replans --execute --distance "
             "--proprio_weight --baselines --oracle_episodes",

@@ -2,6 +2,7 @@
 errors, `jepa_jax.load`, export from a real run, the CLI verbs and feature extraction."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -40,6 +41,17 @@ def tiny_config(pos_embedding: str = "rope", image: bool = False):
     return config
 
 
+def ac_config(**ac):
+    """tiny_config's encoder with a V-JEPA 2-AC predictor the official layout can hold: 48 wide (2 heads), 2 blocks,
+    3-d actions and proprio, no proprio head; `ac` overrides config.ac fields."""
+    config = tiny_config()
+    config.objective, config.data.source = "ac", "trajectories"
+    config.ac.update({"action_dim": 3, "proprio_dim": 3, "predict_proprio": False, "image_size": 32, "num_frames": 3,
+                      **ac})
+    config.ac.predictor.update(width=48, depth=2, num_heads=2)
+    return config
+
+
 # ------------------------------------------------------ official layout tables (docs/official_reference.md 7)
 
 def fair_shapes(config) -> dict:
@@ -48,7 +60,7 @@ def fair_shapes(config) -> dict:
     abstract = {kind: {k: jax.ShapeDtypeStruct(shape, np.float32) for k, shape in shapes.items()}
                 for kind, shapes in native.param_shapes(config).items()}
     fair = jax.eval_shape(lambda groups: export.to_fair(native.Weights(config, groups)), abstract)
-    return {kind: {k.removeprefix(export.FAIR_PREFIX): tuple(v.shape) for k, v in tensors.items()}
+    return {kind: {k.removeprefix(export.fair_prefix(config)): tuple(v.shape) for k, v in tensors.items()}
             for kind, tensors in fair.items()}
 
 
@@ -88,6 +100,23 @@ def test_fair_keys_and_shapes_match_the_official_tables():
     assert ijepa["encoder"]["pos_embed"] == (1, 256, 1280)
 
 
+def test_ac_fair_keys_and_shapes_match_the_official_table():
+    """V-JEPA 2-AC's released predictor (vit_ac_predictor on ViT-g features, 7-d actions): 300 keys, 305,220,992
+    parameters with the unused extrinsics_encoder (vjepa_spec 6.1, 8.4)."""
+    config = ac_config(action_dim=7, proprio_dim=7)
+    config.model.update(size="giant", patch_size=16)
+    config.ac.predictor.update(width=1024, depth=24, num_heads=16, mlp_ratio=4.0)
+    ac = fair_shapes(config)["predictor"]
+    assert len(ac) == 300 and sum(math.prod(s) for s in ac.values()) == 305_220_992
+    assert ac["predictor_embed.weight"] == (1024, 1408) and ac["predictor_proj.weight"] == (1408, 1024)
+    assert ac["action_encoder.weight"] == ac["state_encoder.weight"] == (1024, 7)
+    assert ac["extrinsics_encoder.weight"] == (1024, 6) and ac["extrinsics_encoder.bias"] == (1024,)
+    assert ac["predictor_blocks.23.attn.qkv.weight"] == (3072, 1024)
+    assert ac["predictor_blocks.0.mlp.fc1.weight"] == (4096, 1024)
+    assert ac["predictor_norm.weight"] == (1024,) and not any(k.startswith("mask_tokens") for k in ac)
+    assert export.fair_prefix(config) == "module."  # V-JEPA 2-AC training wraps in DDP only
+
+
 def test_layout_conversion_follows_pytorch_conventions():
     """qkv rows are [q; k; v] with heads contiguous; Linear weights are [out, in]; Conv3d is [D, C, t, p, p]."""
     kernel = np.arange(4 * 3 * 2 * 2, dtype=np.float32).reshape(4, 3, 2, 2)  # [D=4, 3, h=2, Dh=2]
@@ -116,6 +145,31 @@ def test_native_fair_native_is_bit_exact(tmp_path, pos_embedding, image):
     patch = safetensors.numpy.load_file(tmp_path / "fair" / "checkpoint.safetensors")[
         "encoder.module.backbone.patch_embed.proj.weight"]
     assert patch.shape == ((48, 3, 8, 8) if image else (48, 3, 2, 8, 8))  # official: Conv2d for one-frame models
+
+
+def test_ac_native_fair_native_is_bit_exact(tmp_path):
+    """An AC model through the official layout and back, with our config inside (exact) and without it (detected:
+    the same weights and AC predictor, the encoder's heads given); extrinsics_encoder written as zeros."""
+    export.write_native(random_weights(ac_config(), seed=11), str(tmp_path / "native"))
+    export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
+    tensors = safetensors.numpy.load_file(tmp_path / "fair" / "checkpoint.safetensors")
+    assert not tensors["predictor.module.extrinsics_encoder.weight"].any()
+    assert "predictor.module.action_encoder.weight" in tensors and "encoder.module.norm.weight" in tensors
+    safetensors.numpy.save_file(tensors, tmp_path / "official.safetensors")  # no config inside
+    export.import_weights("fair", str(tmp_path / "fair" / "checkpoint.safetensors"), str(tmp_path / "back"))
+    export.import_weights("fair", str(tmp_path / "official.safetensors"), str(tmp_path / "detected"), num_heads=3,
+                          predictor_heads=2)
+    original = read_flat(tmp_path / "native")
+    assert export.load_weights(str(tmp_path / "back")).config.to_dict() == ac_config().to_dict()
+    for folder in ("back", "detected"):
+        back = read_flat(tmp_path / folder)
+        assert original.keys() == back.keys() and "predictor.action_encoder.kernel" in back
+        for key, value in original.items():
+            np.testing.assert_array_equal(back[key], value, err_msg=f"{folder} {key}")
+    detected = export.load_weights(str(tmp_path / "detected")).config
+    assert (detected.objective, detected.model.size, detected.ac.predict_proprio) == ("ac", "custom", False)
+    assert detected.ac.predictor.to_dict() == ac_config().ac.predictor.to_dict()
+    assert (detected.ac.action_dim, detected.ac.proprio_dim) == (3, 3)
 
 
 def test_native_hf_native_is_bit_exact(tmp_path):
@@ -193,8 +247,36 @@ def test_official_file_without_our_config_is_detected_and_imported(tmp_path, fai
         np.testing.assert_array_equal(imported[key], value, err_msg=key)
 
     unknown, write = fair_file  # custom width 48: no named size, and head counts are not in the tensors
-    with pytest.raises(ValueError, match="width 48, 2 blocks, MLP 96 is no known size.*pass --arch"):
+    with pytest.raises(ValueError, match="width 48, 2 blocks, MLP 96 is no known size.*pass --arch FAMILY_SIZE, or "
+                                         r"--num_heads N \(and --predictor_heads N\)"):
         export.import_weights("fair", write(unknown, "unknown.safetensors"), str(tmp_path / "x"))
+
+
+def test_custom_size_official_checkpoint_imports_with_head_counts(tmp_path, fair_file):
+    """No named size: `import --num_heads --predictor_heads` records explicit dimensions (model.size "custom"), and
+    the folder loads and gives the features and predictions of the original weights."""
+    tensors, write = fair_file  # tiny_config: custom width 48 (3 heads), predictor 24 wide (2 heads)
+    official = write(tensors, "custom.safetensors")
+    result = run_cli("import", "--from", "fair", "--src", official, "--out", str(tmp_path / "imported"),
+                     "--num_heads", "3", "--predictor_heads", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ViT custom/8 (width 48, 2 blocks, 3 heads)" in json.loads(result.stdout.strip().splitlines()[-1])["model"]
+    with open(tmp_path / "imported" / "config.json", encoding="utf-8") as f:
+        model = json.load(f)["model"]
+    assert model["size"] == "custom" and model["custom"] == {"width": 48, "depth": 2, "num_heads": 3, "mlp_dim": 96}
+    assert (model["predictor"]["width"], model["predictor"]["num_heads"]) == (24, 2)
+    original, imported = jepa_jax.load(tmp_path / "native"), jepa_jax.load(tmp_path / "imported")
+    video = np.random.default_rng(0).integers(0, 256, (1, 4, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(imported.features(video)), np.asarray(original.features(video)))
+    context, target = np.arange(20)[None], np.arange(20, 32)[None]
+    np.testing.assert_array_equal(np.asarray(imported.predict(video, context, target)),
+                                  np.asarray(original.predict(video, context, target)))
+    with pytest.raises(ValueError, match="width 48, 2 blocks, MLP 96: --num_heads 5 does not divide the width 48"):
+        export.import_weights("fair", official, str(tmp_path / "x"), num_heads=5)
+    with pytest.raises(ValueError, match=r"a RoPE predictor of width 24 cannot have 5 heads \(--predictor_heads\)"):
+        export.import_weights("fair", official, str(tmp_path / "x"), num_heads=3, predictor_heads=5)
+    with pytest.raises(ValueError, match="give --arch or --num_heads, not both"):
+        export.import_weights("fair", official, str(tmp_path / "x"), arch="vjepa2_nano", num_heads=3)
 
 
 @pytest.mark.parametrize("change,expected", [
@@ -219,6 +301,53 @@ def test_one_missing_extra_or_misshaped_tensor_fails_with_its_name(tmp_path, fai
     with pytest.raises(native.TensorMismatch, match=expected):
         export.import_weights("fair", str(path), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change,expected", [
+    ("missing", r"1 missing, 0 unexpected, 0 mis-shaped tensors for the predictor .*missing "
+                r"extrinsics_encoder.weight \(48, 2\)"),
+    ("unexpected", r"0 missing, 1 unexpected, 0 mis-shaped .*unexpected proprio_proj.weight \(3, 48\)"),
+    ("misshaped", r"0 missing, 0 unexpected, 1 mis-shaped .*state_encoder.weight is \(48, 2\), expected \(48, 3\)"),
+    ("misshaped_extrinsics", r"1 mis-shaped .*extrinsics_encoder.bias is \(47,\), expected \(48,\)"),
+])
+def test_ac_missing_extra_or_misshaped_tensor_fails_with_its_name(tmp_path, change, expected):
+    export.write_native(random_weights(ac_config(), seed=12), str(tmp_path / "native"))
+    export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
+    path = tmp_path / "fair" / "checkpoint.safetensors"
+    with safetensors.safe_open(path, framework="np") as f:
+        metadata = f.metadata()
+    tensors, prefix = safetensors.numpy.load_file(path), "predictor.module."
+    if change == "missing":
+        del tensors[prefix + "extrinsics_encoder.weight"]
+    elif change == "unexpected":
+        tensors[prefix + "proprio_proj.weight"] = np.zeros((3, 48), np.float32)
+    elif change == "misshaped":
+        tensors[prefix + "state_encoder.weight"] = tensors[prefix + "state_encoder.weight"][:, :2].copy()
+    else:
+        tensors[prefix + "extrinsics_encoder.bias"] = tensors[prefix + "extrinsics_encoder.bias"][:47].copy()
+    safetensors.numpy.save_file(tensors, path, metadata=metadata)
+    with pytest.raises(native.TensorMismatch, match=expected):
+        export.import_weights("fair", str(path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fields,expected", [
+    ({"ac.predict_proprio": True}, r"config.ac.predict_proprio=True adds proprio_proj, which "
+                                   r"VisionTransformerPredictorAC lacks \(train with predict_proprio=False"),
+    ({"ac.proprio_dim": 2}, r"config.ac.proprio_dim=2 differs from config.ac.action_dim=3: .*one action_embed_dim"),
+    ({"model.rope_pairing": "interleave"}, r"config.model.rope_pairing='interleave': the official code rotates with "
+                                           r"the released 'repeat' pairing"),
+    ({"model.pos_embedding": "sincos"}, r"config.model.pos_embedding='sincos': V-JEPA 2-AC's encoder uses 3D RoPE"),
+])
+def test_ac_options_the_official_layout_cannot_hold_are_refused(tmp_path, fields, expected):
+    config = ac_config()
+    for field, value in fields.items():
+        group, name = field.split(".")
+        config[group][name] = value
+    export.write_native(random_weights(config, seed=13), str(tmp_path / "native"))
+    with pytest.raises(ValueError, match=r"native: cannot export to the official layout: " + expected):
+        export.export(str(tmp_path / "native"), str(tmp_path / "fair"), "fair")
+    assert not (tmp_path / "fair").exists()
 
 
 def test_native_folder_loads_strictly(tmp_path):
