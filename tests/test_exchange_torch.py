@@ -3,6 +3,7 @@ refusal of pickles that would run code. Needs the `interop` extra (CI installs i
 
 import os
 
+import chex
 import numpy as np
 import pytest
 
@@ -14,7 +15,8 @@ transformers = require("transformers")
 import jepa_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jepa_jax import export  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jepa_jax.models import vit  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests.test_exchange import random_weights, read_flat  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tests.official.vjepa2 import ac_predictor as official_ac  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tests.test_exchange import ac_config, random_weights, read_flat  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Several small VJEPA2Config settings: widths, depths, heads (RoPE dims with and without pass-through channels),
 # MLP ratios, patch and tubelet sizes, frames, crops, mask-token counts. The last one is our named "nano" size.
@@ -236,3 +238,76 @@ def test_fair_export_has_the_official_numerics(tmp_path):
     features, predictions = hf_outputs(model, video, context_idx, target_idx)
     assert np.abs(features - want_features).max() <= TOLERANCE
     assert np.abs(predictions - want_predictions).max() <= TOLERANCE
+
+
+# ------------------------------------------------------------------ V-JEPA 2-AC against the vendored official code
+
+# Official VisionTransformerPredictorAC settings (tests/official/vjepa2): non-square patch grids (RoPE width
+# positions scaled by H'/W'), more than two frames (block-causal mask sliced from a longer one), head dims with and
+# without pass-through RoPE channels (24: 3 x 8 rotated; 16: 3 x 4 rotated + 4), 3-d and 7-d actions.
+AC_CASES = {
+    "grid2x3_t3_h2_a3": dict(grid=(2, 3), frames=3, heads=2, action_dim=3),
+    "grid3x2_t4_h3_a7": dict(grid=(3, 2), frames=4, heads=3, action_dim=7),
+}
+AC_WIDTH = 48  # encoder width (tiny_config's custom ViT, 3 heads) and predictor width
+
+
+def official_ac_checkpoint(case: dict, path, seed: int) -> dict:
+    """Write an official V-JEPA 2-AC training checkpoint (groups with the `module.` prefix) whose predictor is the
+    vendored VisionTransformerPredictorAC with every parameter perturbed; returns the predictor's state dict."""
+    torch.manual_seed(seed)
+    (height, width), patch = case["grid"], 16
+    model = official_ac.vit_ac_predictor(img_size=(height * patch, width * patch), patch_size=patch,
+                                         num_frames=2 * (case["frames"] + 1), tubelet_size=2, embed_dim=AC_WIDTH,
+                                         predictor_embed_dim=AC_WIDTH, depth=2, num_heads=case["heads"],
+                                         action_embed_dim=case["action_dim"]).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn(param.shape))
+    encoder = export.to_fair(random_weights(ac_config(), seed, groups=("encoder",)))["encoder"]
+    torch.save({"encoder": {k: torch.from_numpy(v) for k, v in encoder.items()},
+                "predictor": {"module." + k: v for k, v in model.state_dict().items()}, "epoch": 1}, path)
+    return model
+
+
+def ac_inputs(case: dict, seed: int, batch: int = 2) -> tuple:
+    """Frame features [B, T, H' W', D], actions and states [B, T, A] (float32 numpy)."""
+    rng = np.random.default_rng(seed)
+    tokens, frames, action_dim = case["grid"][0] * case["grid"][1], case["frames"], case["action_dim"]
+    return (rng.normal(size=(batch, frames, tokens, AC_WIDTH)).astype(np.float32),
+            rng.normal(size=(batch, frames, action_dim)).astype(np.float32),
+            rng.normal(size=(batch, frames, action_dim)).astype(np.float32))
+
+
+def our_ac_predictions(model_dir, case: dict, frames, actions, states) -> np.ndarray:
+    """Our imported AC predictor's output, in the official [B, T H' W', D] token order."""
+    model = jepa_jax.load(model_dir)
+    prediction, _ = model.predictor.apply({"params": model.params["predictor"]}, frames, actions, states,
+                                          case["grid"])
+    chex.assert_shape(prediction, frames.shape)
+    return np.asarray(prediction).reshape(frames.shape[0], -1, AC_WIDTH)
+
+
+@pytest.mark.parametrize("name", sorted(AC_CASES))
+def test_official_ac_predictor_imports_with_its_outputs_and_exports_back(tmp_path, name):
+    case = AC_CASES[name]
+    official = official_ac_checkpoint(case, tmp_path / "ac.pt", seed=len(name))
+    export.import_weights("fair", str(tmp_path / "ac.pt"), str(tmp_path / "ours"), num_heads=3,
+                          predictor_heads=case["heads"])
+    frames, actions, states = ac_inputs(case, seed=3)
+    with torch.no_grad():
+        want = official(torch.from_numpy(frames.reshape(frames.shape[0], -1, AC_WIDTH)), torch.from_numpy(actions),
+                        torch.from_numpy(states)).numpy()
+    got = our_ac_predictions(tmp_path / "ours", case, frames, actions, states)
+    assert got.shape == want.shape and np.abs(got - want).max() <= TOLERANCE
+    assert np.abs(want).mean() > 0.1  # not a trivially small output
+
+    export.export(str(tmp_path / "ours"), str(tmp_path / "fair"), "fair")
+    back = {k.removeprefix("module."): v
+            for k, v in torch.load(tmp_path / "fair" / "checkpoint.pt", weights_only=True)["predictor"].items()}
+    original = official.state_dict()
+    assert back.keys() == original.keys()
+    for key, value in original.items():
+        expected = torch.zeros_like(value) if key.startswith("extrinsics_encoder.") else value  # dropped on import
+        np.testing.assert_array_equal(back[key].numpy(), expected.numpy(), err_msg=key)
+    official.load_state_dict(back, strict=True)
