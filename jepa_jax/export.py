@@ -5,7 +5,9 @@ Formats (`jepa-jax export --format F`, `jepa-jax import --from F`):
           OUT/config.json         our resolved config: rebuilds the model (`jepa_jax.load`, train.init_from)
           OUT/README.md           model card (architecture, data, steps, metrics)
   fair    OUT/checkpoint.safetensors and, with torch installed, OUT/checkpoint.pt: the official training
-          checkpoint layout, {group: state_dict} with keys "module.backbone.blocks.0.attn.qkv.weight"
+          checkpoint layout, {group: state_dict} with keys "module.backbone.blocks.0.attn.qkv.weight"; an
+          action-conditioned model (objective "ac") as V-JEPA 2-AC training saves it, "module." keys and a
+          VisionTransformerPredictorAC predictor ("module.action_encoder.weight")
   hf      OUT/config.json + OUT/model.safetensors for `transformers.VJEPA2Model.from_pretrained(OUT)`
 
 Reading never runs pickled code (safetensors, or torch.load(weights_only=True)), and every load is strict: a
