@@ -187,6 +187,7 @@ def _validate_ac(config) -> None:
     if not config.data.trajectories:
         raise ValueError("config.data.trajectories is empty: give the folder written by `jepa-jax data collect`")
     _choice(ac.encoder, "ac.encoder", AC_ENCODERS)
+    _choice(ac.state_norm, "ac.state_norm", ac_predictor.STATE_NORMS)
     for field in ("num_frames", "frameskip", "image_size", "action_dim", "proprio_dim", "rollout_steps",
                   "predictor.width", "predictor.depth", "predictor.num_heads"):
         _positive(_field(ac, field), f"ac.{field}")

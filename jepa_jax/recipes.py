@@ -55,8 +55,12 @@ def base_config() -> ml_collections.ConfigDict:
     # predict_proprio adds a next-proprio head (not in the official layout), weighted by proprio_weight.
     # pool_grid k > 0 average-pools each frame's H' x W' patch features to k x k state tokens (k = 1: one token per
     # frame, LeWorldModel-like, which keeps planning rollouts cheap); 0 keeps every patch (V-JEPA 2-AC).
+    # state_norm: "layer" LayerNorms every state token (V-JEPA 2-AC's targets); "batch" standardises each feature
+    # with the batch's moments in training and the training data's when planning (LeWorldModel's BatchNorm
+    # projector; with encoder="joint" it keeps SIGReg off its collapsed saddle).
     config.ac = dict(encoder="frozen", encoder_from="", num_frames=4, frameskip=5, image_size=64, action_dim=10,
                      proprio_dim=2, rollout_steps=2, predict_proprio=True, proprio_weight=1.0, pool_grid=0,
+                     state_norm="layer",
                      predictor=dict(width=128, depth=4, num_heads=4, mlp_ratio=4.0))
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
@@ -103,6 +107,38 @@ def _published_video_run(config, *, size: str, crop: int, frames: int, batch: in
                         checkpoint_keep_every=50 * OFFICIAL_IPE)
     config.mesh.update(data=1, fsdp=-1, tensor=1)
     config.probe.report = False
+    return config
+
+
+def world_model(env_action_dim: int, proprio_dim: int, smoke: bool = False) -> ml_collections.ConfigDict:
+    """A CPU-sized action-conditioned world model trained from pixels (LeWorldModel style) on `jepa-jax data
+    collect` trajectories of an environment with env_action_dim-d actions and proprio_dim-d proprio.
+
+    Windows of 4 frames, one every 5 environment steps (DINO-WM's frameskip 5: the 5 actions between kept frames
+    are one 5 x env_action_dim macro-action); 64 x 64 frames, 8 x 8 patches, one pooled state token per frame.
+    The encoder trains jointly with batch-standardised states and SIGReg (weight 10 = LeWorldModel's 0.09 x the
+    128 states of a batch, see objectives.sigreg), squared-error teacher-forcing + 3-step rollout loss and the
+    next-proprio term. smoke=True shrinks it to a seconds-long run for tests.
+    """
+    config = base_config()
+    config.objective = "ac"
+    config.data.source = "trajectories"
+    config.model.update(size="micro", patch_size=8, tubelet_size=2)
+    config.ac.update(encoder="joint", num_frames=4, frameskip=5, image_size=64, action_dim=5 * env_action_dim,
+                     proprio_dim=proprio_dim, rollout_steps=3, predict_proprio=True, pool_grid=1, state_norm="batch")
+    config.ac.predictor.update(width=64, depth=3, num_heads=4)
+    config.loss.kind = "l2"
+    config.sigreg.weight = 10.0
+    config.data.batch_size = 32
+    config.train.update(steps=2000, log_every=20, checkpoint_every=500)
+    config.optim.update(lr=5e-4, start_lr=1e-4, final_lr=1e-5, warmup_steps=100)
+    config.probe.report = False  # the built-in-world probes do not apply; `jepa-jax plan` evaluates these models
+    if smoke:
+        config.model.size = "nano"
+        config.ac.update(image_size=32, num_frames=3, frameskip=2, action_dim=2 * env_action_dim, rollout_steps=2)
+        config.ac.predictor.update(width=32, depth=2, num_heads=2)
+        config.data.batch_size = 8
+        config.train.update(steps=4, log_every=1, checkpoint_every=2)
     return config
 
 

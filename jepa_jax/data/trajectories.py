@@ -14,6 +14,7 @@ streams host batches of them like the video pipeline.
 import dataclasses
 import json
 import os
+import threading
 import time
 import zipfile
 import zlib
@@ -28,6 +29,9 @@ META = "meta.json"
 # Settings that define what episode i is: a folder is only resumed or extended with the same ones.
 SETTINGS = ("env", "image_size", "steps_per_episode", "seed", "policy_mix")
 FIELDS = ("frames", "actions", "proprio", "states")
+# np.load parses .npy headers with ast.literal_eval, which CPython 3.11 cannot run in two threads at once
+# (python/cpython#106905: "AST constructor recursion depth mismatch"); grain reads episodes from several threads.
+_NPY_READ_LOCK = threading.Lock()
 
 
 def episode_path(directory: str, index: int) -> str:
@@ -60,7 +64,7 @@ def read_episode(path: str, fields: dict) -> dict[str, np.ndarray]:
     if os.path.getsize(path) == 0:
         raise video.VideoError(path, "empty")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with _NPY_READ_LOCK, np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in fields if name in archive.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
         raise video.VideoError(path, "undecodable", str(err)) from err

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jepa_jax import envs as envs_lib, export, native, objectives, planning
+from jepa_jax import envs as envs_lib, export, native, planning
 from jepa_jax import config as config_lib
 from jepa_jax.data import exploration, trajectories
 from jepa_jax.models import ac_predictor, vit
@@ -40,18 +40,20 @@ class LatentEnergy:
     (mean |.| or mean square over its [P, D] features) + proprio_weight x mean |final proprio - goal proprio|.
 
     problem: {"params": predictor weights, "state": [P, D], "proprio": [S], "goal": [P, D], "goal_proprio": [S]}
-    (LayerNorm-ed features, normalised proprio). Frozen and hashable: a static argument of the planners' jit.
+    (normalised features, WorldModel.encode; normalised proprio). Frozen and hashable: a static argument of the
+    planners' jit.
     """
     predictor: ac_predictor.ACPredictor
     grid_hw: tuple[int, int]
     distance: str = "l1"
     proprio_weight: float = 1.0
+    state_norm: str = "layer"
 
     def __call__(self, problem, actions):
         n = actions.shape[0]
         tile = lambda x: jnp.broadcast_to(x, (n,) + x.shape)
         states, proprio = ac_predictor.rollout(self.predictor, problem["params"], tile(problem["state"]),
-                                               tile(problem["proprio"]), actions, self.grid_hw)
+                                               tile(problem["proprio"]), actions, self.grid_hw, self.state_norm)
         error = states[:, -1] - problem["goal"]
         energy = (jnp.abs(error) if self.distance == "l1" else jnp.square(error)).mean(axis=(1, 2))
         if self.proprio_weight:
@@ -69,6 +71,7 @@ class WorldModel:
     stats: trajectories.TrajectoryStats
     step: int | None = None
     source: str = ""
+    state_moments: tuple | None = None  # state_norm "batch": the training data's (mean, std) [P, D]
 
     @property
     def frameskip(self) -> int:
@@ -90,19 +93,21 @@ class WorldModel:
                              f"{env.name!r}'s {env.proprio_dim}-d proprio")
 
     def encode(self, pixels) -> jax.Array:
-        """uint8 [B, H, W, 3] frames -> [B, P, D] LayerNorm-ed state tokens (as in training)."""
+        """uint8 [B, H, W, 3] frames -> [B, P, D] state tokens normalised as in training (config.ac.state_norm)."""
         pixels = np.asarray(pixels)
         want = (self.image_size, self.image_size, 3)
         if pixels.dtype != np.uint8 or pixels.shape[1:] != want:
             raise ValueError(f"frames must be uint8 [B, {want[0]}, {want[1]}, 3] (config.ac.image_size), got "
                              f"{pixels.dtype} {list(pixels.shape)}")
-        return _encode_states(self.encoder, self.params["encoder"], pixels, config_lib.token_grid(self.config)[1:],
-                              self.config.ac.pool_grid)
+        features = _encode_states(self.encoder, self.params["encoder"], pixels,
+                                  config_lib.token_grid(self.config)[1:], self.config.ac.pool_grid)
+        return ac_predictor.normalize_states(features, self.config.ac.state_norm, self.state_moments)
 
     def energy(self, distance: str = "l1", proprio_weight: float = 1.0) -> LatentEnergy:
         if distance not in DISTANCES:
             raise ValueError(f"distance={distance!r}: choose one of {list(DISTANCES)}")
-        return LatentEnergy(self.predictor, config_lib.ac_state_grid(self.config), distance, proprio_weight)
+        return LatentEnergy(self.predictor, config_lib.ac_state_grid(self.config), distance, proprio_weight,
+                            self.config.ac.state_norm)
 
     def action_bounds(self, env: envs_lib.Env) -> tuple[np.ndarray, np.ndarray]:
         """The environment's action bounds in normalised macro-action units: (low, high) [frameskip * A]."""
@@ -112,11 +117,26 @@ class WorldModel:
 
 
 def _encode_states_impl(encoder, params, pixels, grid_hw, pool_grid):
+    """uint8 [B, H, W, 3] -> pooled, unnormalised state tokens [B, P, D]."""
     features = vit.encode_frames(encoder, params, vit.normalize_video(pixels[:, None]))
-    return objectives.normalize_targets(ac_predictor.pool_states(features, grid_hw, pool_grid))[:, 0]
+    return ac_predictor.pool_states(features, grid_hw, pool_grid)[:, 0]
 
 
 _encode_states = jax.jit(_encode_states_impl, static_argnums=(0, 3, 4))
+
+
+def data_state_moments(model: WorldModel, directory: str, episodes: int = 64, chunk: int = 512) -> tuple:
+    """The training data's state moments for state_norm "batch" (what the batch moments of training estimate):
+    mean and std [P, D] of the pooled features of every frameskip-th frame of the first `episodes` episodes."""
+    meta = trajectories.read_meta(directory)
+    fields, count = trajectories.expected_fields(meta), min(episodes, meta["episodes"])
+    frames = np.concatenate([trajectories.read_episode(trajectories.episode_path(directory, i), fields)["frames"]
+                             [::model.frameskip] for i in range(count)])
+    grid = config_lib.token_grid(model.config)[1:]
+    features = np.concatenate([np.asarray(_encode_states(model.encoder, model.params["encoder"], frames[i:i + chunk],
+                                                         grid, model.config.ac.pool_grid))
+                               for i in range(0, len(frames), chunk)])
+    return ac_predictor.batch_moments(jnp.asarray(features)[:, None])
 
 
 def load_world_model(path: str, *, step: int | None = None, data: str | None = None) -> WorldModel:
@@ -134,9 +154,12 @@ def load_world_model(path: str, *, step: int | None = None, data: str | None = N
         raise FileNotFoundError(f"{data}: the training trajectories' meta.json (action/proprio normalisation) is "
                                 f"not there; pass the collected folder with --data") from err
     as_tree = lambda flat: jax.tree.map(jnp.asarray, native.unflatten(flat))
-    return WorldModel(config, config_lib.build_encoder(config), config_lib.build_predictor(config),
-                      {"encoder": as_tree(weights.groups["encoder"]),
-                       "predictor": as_tree(weights.groups["predictor"])}, stats, weights.step, path)
+    model = WorldModel(config, config_lib.build_encoder(config), config_lib.build_predictor(config),
+                       {"encoder": as_tree(weights.groups["encoder"]),
+                        "predictor": as_tree(weights.groups["predictor"])}, stats, weights.step, path)
+    if config.ac.state_norm == "batch":
+        model.state_moments = data_state_moments(model, data)
+    return model
 
 
 # --------------------------------------------------------------------------------------------- episodes and goals

@@ -21,6 +21,7 @@ from jepa_jax import objectives
 from jepa_jax.models import posemb, vit
 
 CONDITIONING_TOKENS = 2  # action, proprio
+STATE_NORMS = ("layer", "batch")
 
 
 def block_causal_mask(num_frames: int, tokens_per_frame: int) -> np.ndarray:
@@ -52,6 +53,26 @@ def pool_states(features, grid_hw: tuple[int, int], pool_grid: int):
     (batch, frames, _, width), (height, cols), k = features.shape, grid_hw, pool_grid
     cells = features.reshape(batch, frames, k, height // k, k, cols // k, width)
     return cells.mean(axis=(3, 5)).reshape(batch, frames, k * k, width)
+
+
+def batch_moments(features, eps: float = 1e-12):
+    """Mean and std of every (token slot, feature) over batch and frames: [B, T, P, D] -> ([P, D], [P, D]).
+
+    eps only guards a constant feature: a larger one (BatchNorm's 1e-5) would let a jointly trained encoder shrink
+    its features below sqrt(eps) and so shrink the standardised states and the prediction loss with them."""
+    mean = features.mean(axis=(0, 1))
+    return mean, jnp.sqrt(jnp.square(features - mean).mean(axis=(0, 1)) + eps)
+
+
+def normalize_states(features, state_norm: str, moments=None):
+    """State tokens [..., P, D] as the predictor sees them. "layer": LayerNorm over D without affine (V-JEPA
+    2-AC). "batch": standardised per (token slot, feature) by `moments` = (mean, std) [P, D], LeWorldModel's
+    BatchNorm projector: the batch's moments in training (`batch_moments`), the training data's when planning.
+    A batch-standardised state cannot collapse: each feature keeps unit variance over the data."""
+    if state_norm == "layer":
+        return objectives.normalize_targets(features)
+    mean, std = moments
+    return (features - mean) / std
 
 
 class ACPredictor(nn.Module):
@@ -114,13 +135,15 @@ def empty_cache(predictor: ACPredictor, batch: int, dtype=jnp.float32) -> tuple:
     return tuple((empty, empty) for _ in range(predictor.depth))
 
 
-def rollout(predictor: ACPredictor, params, state, proprio, actions, grid_hw: tuple[int, int]):
-    """Imagine H steps from one observed frame: each prediction (LayerNorm-ed, as in training's rollout) and the
-    predicted proprio are fed back as the next frame's inputs; one frame of new tokens per step (attention cache).
+def rollout(predictor: ACPredictor, params, state, proprio, actions, grid_hw: tuple[int, int],
+            state_norm: str = "layer"):
+    """Imagine H steps from one observed frame: each prediction (LayerNorm-ed for state_norm "layer", as it comes
+    for "batch", as in training's rollout) and the predicted proprio are fed back as the next frame's inputs; one
+    frame of new tokens per step (attention cache).
 
     Args:
       params: the predictor's weights.
-      state: [B, P, D] LayerNorm-ed features of the current frame; proprio: [B, S] its proprio.
+      state: [B, P, D] normalised features of the current frame (`normalize_states`); proprio: [B, S] its proprio.
       actions: [B, H, A] the actions to imagine.
 
     Returns:
@@ -132,7 +155,7 @@ def rollout(predictor: ACPredictor, params, state, proprio, actions, grid_hw: tu
     for step in range(actions.shape[1]):
         prediction, next_proprio, cache = predictor.apply({"params": params}, frame, actions[:, step:step + 1],
                                                           frame_proprio, grid_hw, cache)
-        frame = objectives.normalize_targets(prediction)
+        frame = objectives.normalize_targets(prediction) if state_norm == "layer" else prediction
         frame_proprio = frame_proprio if next_proprio is None else next_proprio
         states.append(frame[:, 0])
         proprios.append(frame_proprio[:, 0])

@@ -93,16 +93,18 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
 
 
 def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int], train_encoder: bool,
-            rollout_steps: int, loss_kind: str = "l1", proprio_weight: float = 1.0, pool_grid: int = 0, sigreg=None,
-            monitor=True):
+            rollout_steps: int, loss_kind: str = "l1", proprio_weight: float = 1.0, pool_grid: int = 0,
+            state_norm: str = "layer", sigreg=None, monitor=True):
     """The action-conditioned world-model objective (V-JEPA 2-AC's): (loss, metrics) of one batch.
 
-    h = LN(features of every frame, each encoded on its own and pooled to pool_grid x pool_grid state tokens when
-    pool_grid > 0; ac_predictor.pool_states). Teacher forcing predicts frames 1..T-1 from the true
-    frames 0..T-2; the rollout starts from h_0 and the predicted frame 1 and feeds its own predictions back for
-    `rollout_steps` frames, with the true actions and proprio (gradients flow through it). loss = L(teacher) +
-    L(rollout) [+ proprio_weight * L1(next proprio) when the predictor predicts it] [+ sigreg.weight * SIGReg of
-    the features].
+    h = features of every frame, each encoded on its own, pooled to pool_grid x pool_grid state tokens when
+    pool_grid > 0 (ac_predictor.pool_states) and normalised by `state_norm` (ac_predictor.normalize_states: LN per
+    token, or standardised with the batch's moments; predictions are LN-ed alike, or left as they are). Teacher
+    forcing predicts frames 1..T-1 from the true frames 0..T-2; the rollout starts from h_0 and the predicted
+    frame 1 and feeds its own predictions back for `rollout_steps` frames, with the true actions and proprio
+    (gradients flow through it). loss = L(teacher) + L(rollout) [+ proprio_weight * L1(next proprio) when the
+    predictor predicts it] [+ sigreg.weight * SIGReg of the features; of h for state_norm "batch", as
+    LeWorldModel's SIGReg sees its BatchNorm-ed embeddings].
 
     Args:
       params: {"encoder", "predictor"}.
@@ -117,13 +119,14 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     state_grid = (pool_grid, pool_grid) if pool_grid else grid_hw
     if not train_encoder:
         features = jax.lax.stop_gradient(features)
-    h = objectives.normalize_targets(features)  # [B, T, P, D]
+    moments = ac_predictor.batch_moments(features) if state_norm == "batch" else None
+    h = ac_predictor.normalize_states(features, state_norm, moments)  # [B, T, P, D]
     actions, proprio = batch["actions"], batch["proprio"]
 
     def predict(frames, steps):
         out, next_proprio = predictor.apply({"params": params["predictor"]}, frames, actions[:, :steps],
                                             proprio[:, :steps], state_grid)
-        return objectives.normalize_targets(out), next_proprio
+        return (objectives.normalize_targets(out) if state_norm == "layer" else out), next_proprio
 
     teacher, next_proprio = predict(h[:, :-1], h.shape[1] - 1)
     rollout = [h[:, :1], teacher[:, :1]]
@@ -137,9 +140,11 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
         metrics["proprio_loss"] = objectives.prediction_loss(next_proprio, proprio[:, 1:], "l1")
         loss = loss + proprio_weight * metrics["proprio_loss"]
     tokens = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, P, D] -> [B, T * P, D]
-    metrics.update(maybe_monitors(monitor, tokens(features), tokens(h), (tokens(teacher),), (tokens(h[:, 1:]),)))
+    # Batch-standardised states are what SIGReg and the monitors look at (the raw features' mean would dominate).
+    states = h if state_norm == "batch" else features
+    metrics.update(maybe_monitors(monitor, tokens(states), tokens(h), (tokens(teacher),), (tokens(h[:, 1:]),)))
     if sigreg is not None:
-        metrics["sigreg"] = objectives.sigreg(features.reshape(-1, features.shape[-1]), key, sigreg.num_slices,
+        metrics["sigreg"] = objectives.sigreg(states.reshape(-1, states.shape[-1]), key, sigreg.num_slices,
                                               sigreg.t_max, sigreg.num_points)
         loss = loss + sigreg.weight * metrics["sigreg"]
     return loss, metrics
@@ -200,7 +205,8 @@ def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_
     joint = config.ac.encoder == "joint"
     return functools.partial(ac_loss, encoder=encoder, predictor=predictor, grid_hw=grid[1:], train_encoder=joint,
                              rollout_steps=config.ac.rollout_steps, loss_kind=config.loss.kind,
-                             proprio_weight=config.ac.proprio_weight, pool_grid=config.ac.pool_grid, sigreg=config.sigreg if joint else None)
+                             proprio_weight=config.ac.proprio_weight, pool_grid=config.ac.pool_grid,
+                             state_norm=config.ac.state_norm, sigreg=config.sigreg if joint else None)
 
 
 def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int, int],

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from jepa_jax import config as config_lib, envs, planning
+from jepa_jax.data import trajectories
 from jepa_jax.evals import plan
+from jepa_jax.models import vit
 from tests.conftest import REPO, require, run_cli
 
 PUSHT_AC = os.path.join(REPO, "experiments", "configs", "pusht_ac.py")
@@ -21,7 +23,6 @@ TINY_PLANNER = planning.planner_settings("cem", horizon=2, num_samples=16, num_e
 def pusht_run_fixture(tmp_path_factory):
     """A 4-step `pusht_ac.py:smoke` run on 3 collected episodes: (run directory, trajectory folder)."""
     require("gym_pusht")
-    from jepa_jax.data import trajectories  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
     root = tmp_path_factory.mktemp("pusht")
     data, run = str(root / "data"), str(root / "run")
@@ -103,6 +104,25 @@ def test_world_model_errors_name_the_field_and_the_fix(pusht_run):
         plan.load_world_model(run, data=os.path.dirname(data))
     with pytest.raises(ValueError, match=r"distance='cosine': choose one of \['l1', 'l2'\]"):
         model.energy("cosine")
+
+
+def test_batch_normalised_states_use_the_training_datas_moments(pusht_run):
+    """pusht_ac.py standardises states (state_norm "batch"); the planner's moments are numpy's mean and std of
+    the pooled features of every frameskip-th frame of the collected episodes, and its states use them."""
+    run, data = pusht_run
+    model = plan.load_world_model(run)
+    assert model.config.ac.state_norm == "batch" and model.config.ac.pool_grid == 1
+    meta = trajectories.read_meta(data)
+    frames = np.concatenate([trajectories.read_episode(trajectories.episode_path(data, i),
+                                                       trajectories.expected_fields(meta))["frames"][::model.frameskip]
+                             for i in range(meta["episodes"])])
+    patches = vit.encode_frames(model.encoder, model.params["encoder"], vit.normalize_video(frames[:, None]))
+    features = np.asarray(patches, np.float64)[:, 0].mean(axis=1, keepdims=True)  # pool_grid 1: [N, 1, D]
+    mean, std = (np.asarray(x) for x in model.state_moments)
+    np.testing.assert_allclose(mean, features.mean(0), atol=1e-5)
+    np.testing.assert_allclose(std, features.std(0), rtol=1e-3)
+    states = np.asarray(model.encode(frames))
+    np.testing.assert_allclose(states, (features - features.mean(0)) / features.std(0), atol=1e-2)
 
 
 def test_evaluate_reports_model_random_and_oracle_with_report_strip_and_json(pusht_run, tmp_path):

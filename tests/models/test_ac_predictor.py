@@ -99,25 +99,40 @@ def test_wrong_token_count_is_one_line_error():
         _model().init(jax.random.key(1), frames, actions, proprio, (3, 3))
 
 
-@pytest.mark.parametrize("predict_proprio", [True, False])
-def test_cached_rollout_equals_recomputing_every_prefix(predict_proprio):
+@pytest.mark.parametrize("predict_proprio,state_norm", [(True, "layer"), (False, "layer"), (True, "batch")])
+def test_cached_rollout_equals_recomputing_every_prefix(predict_proprio, state_norm):
     """ac_predictor.rollout feeds one frame at a time through the attention cache; the reference re-runs the whole
-    imagined sequence each step (what the uncached predictor would), feeding back LN(prediction) and proprio."""
+    imagined sequence each step (what the uncached predictor would), feeding back LN(prediction) (state_norm
+    "layer") or the prediction itself ("batch"), and proprio."""
     model = _model(predict_proprio=predict_proprio)
     frames, actions, proprio = _inputs(jax.random.key(3))
     params = model.init(jax.random.key(4), frames, actions, proprio, GRID)["params"]
-    state = objectives.normalize_targets(frames[:, 0])
-    states, proprios = ac_predictor.rollout(model, params, state, proprio[:, 0], actions, GRID)
+    feed_back = objectives.normalize_targets if state_norm == "layer" else lambda x: x
+    state = feed_back(frames[:, 0])
+    states, proprios = ac_predictor.rollout(model, params, state, proprio[:, 0], actions, GRID, state_norm)
     chex.assert_shape(states, (2, T, P, D))
     chex.assert_shape(proprios, (2, T, S))
     seq, seq_proprio = state[:, None], proprio[:, :1]
     for t in range(T):
         out, next_proprio = model.apply({"params": params}, seq, actions[:, :t + 1], seq_proprio, GRID)
-        seq = jnp.concatenate([seq, objectives.normalize_targets(out[:, -1:])], axis=1)
+        seq = jnp.concatenate([seq, feed_back(out[:, -1:])], axis=1)
         fed_back = next_proprio[:, -1:] if predict_proprio else seq_proprio[:, -1:]
         seq_proprio = jnp.concatenate([seq_proprio, fed_back], axis=1)
     np.testing.assert_allclose(states, seq[:, 1:], atol=2e-5)
     np.testing.assert_allclose(proprios, seq_proprio[:, 1:], atol=2e-5)
+
+
+def test_batch_state_norm_standardises_each_token_feature_over_batch_and_frames():
+    """normalize_states "batch" with batch_moments: every (token slot, feature) has mean 0 and std 1 over [B, T]
+    (numpy reference), whatever per-feature scale and offset the features come with; "layer" is LN over D."""
+    features = np.random.default_rng(0).normal(size=(6, 3, P, D)) * np.linspace(0.01, 5, D) + np.arange(D)
+    states = np.asarray(ac_predictor.normalize_states(jnp.asarray(features, jnp.float32), "batch",
+                                                      ac_predictor.batch_moments(jnp.asarray(features, jnp.float32))))
+    want = (features - features.mean((0, 1))) / np.sqrt(features.var((0, 1)) + 1e-12)  # eps as documented
+    np.testing.assert_allclose(states, want, atol=1e-3)
+    layer = np.asarray(ac_predictor.normalize_states(jnp.asarray(features, jnp.float32), "layer"))
+    np.testing.assert_allclose(layer, (features - features.mean(-1, keepdims=True))
+                               / features.std(-1, keepdims=True), atol=1e-3)
 
 
 def test_pool_states_averages_square_cells():

@@ -37,26 +37,36 @@ def one_step(config):
     return run, before, jax.device_get(state), metrics
 
 
-@pytest.mark.parametrize("rollout_steps", [1, 3])
-def test_loss_matches_prefix_by_prefix_reference(rollout_steps):
+def batch_standardised(features):
+    """numpy reference of state_norm "batch": each (token slot, feature) standardised over batch and frames."""
+    features = np.asarray(features, np.float64)
+    return jnp.asarray((features - features.mean((0, 1))) / np.sqrt(features.var((0, 1)) + 1e-12), jnp.float32)
+
+
+@pytest.mark.parametrize("rollout_steps,state_norm", [(1, "layer"), (3, "layer"), (3, "batch")])
+def test_loss_matches_prefix_by_prefix_reference(rollout_steps, state_norm):
     """Teacher forcing and rollout, recomputed by calling the predictor on growing prefixes: frame t + 1 is predicted
-    from (true frames 0..t) resp. (h_0, then the model's own predictions, seeded with predicted frame 1)."""
+    from (true frames 0..t) resp. (h_0, then the model's own predictions, seeded with predicted frame 1). States
+    are LN-ed features and LN-ed predictions ("layer") or batch-standardised features and raw predictions
+    ("batch")."""
     config = ac_config(rollout_steps=rollout_steps)
     run = loop.build_run(config)
     params = jax.device_get(nn.meta.unbox(run.state.params))
     batch = random_batch(config)
     loss, metrics = step_lib.ac_loss(params, batch, jax.random.key(0), encoder=run.encoder, predictor=run.predictor,
-                                     grid_hw=run.grid[1:], train_encoder=False, rollout_steps=rollout_steps)
+                                     grid_hw=run.grid[1:], train_encoder=False, rollout_steps=rollout_steps,
+                                     state_norm=state_norm, sigreg=config.sigreg)
 
-    h = objectives.normalize_targets(vit.encode_frames(run.encoder, params["encoder"],
-                                                       vit.normalize_video(batch["frames"])))
+    features = vit.encode_frames(run.encoder, params["encoder"], vit.normalize_video(batch["frames"]))
+    layer = state_norm == "layer"
+    h = objectives.normalize_targets(features) if layer else batch_standardised(features)
     actions, proprio = batch["actions"], batch["proprio"]
 
     def next_frame(frames):  # prediction of frame len(frames) from a prefix
         n = frames.shape[1]
         out, next_proprio = run.predictor.apply({"params": params["predictor"]}, frames, actions[:, :n],
                                                 proprio[:, :n], run.grid[1:])
-        return objectives.normalize_targets(out[:, -1:]), next_proprio[:, -1:]
+        return objectives.normalize_targets(out[:, -1:]) if layer else out[:, -1:], next_proprio[:, -1:]
 
     teacher = [next_frame(h[:, :t + 1]) for t in range(config.ac.num_frames - 1)]
     rolled = [h[:, :1]]
@@ -64,13 +74,19 @@ def test_loss_matches_prefix_by_prefix_reference(rollout_steps):
         rolled.append(next_frame(jnp.concatenate(rolled, axis=1))[0])
     l1 = lambda a, b: float(jnp.abs(a - b).mean())
     teacher_frames = jnp.concatenate([f for f, _ in teacher], axis=1)
-    np.testing.assert_allclose(metrics["teacher_forcing_loss"], l1(teacher_frames, h[:, 1:]), rtol=1e-5)
+    np.testing.assert_allclose(metrics["teacher_forcing_loss"], l1(teacher_frames, h[:, 1:]), rtol=1e-4)
     np.testing.assert_allclose(metrics["rollout_loss"], l1(jnp.concatenate(rolled[1:], axis=1),
-                                                           h[:, 1:rollout_steps + 1]), rtol=1e-5)
+                                                           h[:, 1:rollout_steps + 1]), rtol=1e-4)
     np.testing.assert_allclose(metrics["proprio_loss"], l1(jnp.concatenate([p for _, p in teacher], axis=1),
                                                            proprio[:, 1:]), rtol=1e-5)
+    regularised = features if layer else h  # SIGReg sees the standardised states, as LeWorldModel's BN-ed ones
+    sig = config.sigreg
+    np.testing.assert_allclose(metrics["sigreg"], objectives.sigreg(regularised.reshape(-1, regularised.shape[-1]),
+                                                                    jax.random.key(0), sig.num_slices, sig.t_max,
+                                                                    sig.num_points), rtol=1e-4)
     np.testing.assert_allclose(loss, metrics["teacher_forcing_loss"] + metrics["rollout_loss"]
-                               + config.ac.proprio_weight * metrics["proprio_loss"], rtol=1e-6)
+                               + config.ac.proprio_weight * metrics["proprio_loss"]
+                               + sig.weight * metrics["sigreg"], rtol=1e-6)
 
 
 @pytest.mark.slow
