@@ -157,3 +157,21 @@ def test_plan_cli_prints_one_json_line(pusht_run, tmp_path):
     assert wrong.returncode != 0
     assert wrong.stderr.strip().splitlines()[-1].endswith("environment 'pong' is unknown: choose one of "
                                                           "['pusht', 'reacher']")
+
+
+@pytest.mark.slow
+def test_reacher_collects_trains_and_plans_end_to_end(tmp_path):
+    """reacher_ac.py:smoke on 3 collected Reacher episodes: the config fits the environment (4-d proprio, 2-d
+    torques x frameskip) and `evaluate` reports the model, random actions and the oracle."""
+    require("dm_control")
+    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    data, run = str(tmp_path / "data"), str(tmp_path / "run")
+    trajectories.collect("reacher", 3, data, steps_per_episode=12, seed=0, image_size=32)
+    config = config_lib.load(os.path.join(REPO, "experiments", "configs", "reacher_ac.py"), "smoke")
+    config.data.trajectories = data
+    loop.train(config, run)
+    results = plan.evaluate(plan.load_world_model(run), "reacher", episodes=2, seed=1, settings=TINY_PLANNER,
+                            replans=2, oracle_settings=TINY_PLANNER, oracle_episodes=1, progress=False)
+    assert {k: results[k]["episodes"] for k in ("model", "random", "oracle")} == {"model": 2, "random": 2,
+                                                                                  "oracle": 1}
+    assert all(0 <= results[k]["success_rate"] <= 1 for k in ("model", "random", "oracle"))
