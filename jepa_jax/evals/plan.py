@@ -361,7 +361,7 @@ def _plot_strip(episodes: list, path: str, shown: int = 4) -> None:
     for row, ep in zip(axes, episodes):
         images = [("goal", ep.goal.pixels)] + [("start" if i == 0 else f"replan {i}", f)
                                                for i, f in enumerate(ep.frames)]
-        for ax, (title, image) in zip(row, images + [None] * columns):
+        for ax, (title, image) in zip(row, images + [(None, None)] * columns):  # episodes that stop early
             ax.axis("off")
             if image is not None:
                 ax.imshow(image)

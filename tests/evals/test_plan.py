@@ -175,3 +175,14 @@ def test_reacher_collects_trains_and_plans_end_to_end(tmp_path):
     assert {k: results[k]["episodes"] for k in ("model", "random", "oracle")} == {"model": 2, "random": 2,
                                                                                   "oracle": 1}
     assert all(0 <= results[k]["success_rate"] <= 1 for k in ("model", "random", "oracle"))
+
+
+def test_strip_shows_episodes_that_stopped_early_beside_longer_ones(tmp_path):
+    """An episode that reached its goal has fewer frames than one that kept replanning; both rows are drawn."""
+    frame = lambda v: np.full((8, 8, 3), v, np.uint8)
+    goal = envs.Observation(frame(0), np.zeros(2), np.zeros(5))
+    episodes = [plan.Episode(0, goal, goal, [frame(50)], reached_at=5),
+                plan.Episode(1, goal, goal, [frame(100), frame(150), frame(200)])]
+    path = tmp_path / "strip.png"
+    plan._plot_strip(episodes, str(path))  # pylint: disable=protected-access
+    assert np.asarray(Image.open(path)).shape[0] > 100
