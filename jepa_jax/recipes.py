@@ -124,8 +124,8 @@ def world_model(env_action_dim: int, proprio_dim: int, smoke: bool = False) -> m
     config.objective = "ac"
     config.data.source = "trajectories"
     config.model.update(size="micro", patch_size=8, tubelet_size=2)
-    config.ac.update(encoder="joint", num_frames=4, frameskip=5, image_size=64, action_dim=5 * env_action_dim,
-                     proprio_dim=proprio_dim, rollout_steps=3, predict_proprio=True, pool_grid=1, state_norm="batch")
+    config.ac.update(encoder="joint", num_frames=4, frameskip=5, image_size=64, proprio_dim=proprio_dim,
+                     rollout_steps=3, predict_proprio=True, pool_grid=1, state_norm="batch")
     config.ac.predictor.update(width=64, depth=3, num_heads=4)
     config.loss.kind = "l2"
     config.sigreg.weight = 10.0
@@ -135,10 +135,11 @@ def world_model(env_action_dim: int, proprio_dim: int, smoke: bool = False) -> m
     config.probe.report = False  # the built-in-world probes do not apply; `jepa-jax plan` evaluates these models
     if smoke:
         config.model.size = "nano"
-        config.ac.update(image_size=32, num_frames=3, frameskip=2, action_dim=2 * env_action_dim, rollout_steps=2)
+        config.ac.update(image_size=32, num_frames=3, frameskip=2, rollout_steps=2)
         config.ac.predictor.update(width=32, depth=2, num_heads=2)
         config.data.batch_size = 8
         config.train.update(steps=4, log_every=1, checkpoint_every=2)
+    config.ac.action_dim = config.ac.frameskip * env_action_dim  # the actions between kept frames, concatenated
     return config
 
 

@@ -102,7 +102,7 @@ def test_fair_keys_and_shapes_match_the_official_tables():
 
 def test_ac_fair_keys_and_shapes_match_the_official_table():
     """V-JEPA 2-AC's released predictor (vit_ac_predictor on ViT-g features, 7-d actions): 300 keys, 305,220,992
-    parameters with the unused extrinsics_encoder (vjepa_spec 6.1, 8.4)."""
+    parameters with the unused extrinsics_encoder (facebookresearch/vjepa2 src/models/ac_predictor.py)."""
     config = ac_config(action_dim=7, proprio_dim=7)
     config.model.update(size="giant", patch_size=16)
     config.ac.predictor.update(width=1024, depth=24, num_heads=16, mlp_ratio=4.0)

@@ -75,6 +75,12 @@ def normalize_states(features, state_norm: str, moments=None):
     return (features - mean) / std
 
 
+def fed_back(prediction, state_norm: str):
+    """A predicted state [..., P, D] as the next step's input: LayerNorm-ed for "layer" (as the true states are),
+    as it comes for "batch" (the prediction is already in standardised units)."""
+    return objectives.normalize_targets(prediction) if state_norm == "layer" else prediction
+
+
 class ACPredictor(nn.Module):
     """frame features [B, T, P, D], actions [B, T, A], proprio [B, T, S] -> (next features [B, T, P, D],
     next proprio [B, T, S] or None)."""
@@ -137,9 +143,8 @@ def empty_cache(predictor: ACPredictor, batch: int, dtype=jnp.float32) -> tuple:
 
 def rollout(predictor: ACPredictor, params, state, proprio, actions, grid_hw: tuple[int, int],
             state_norm: str = "layer"):
-    """Imagine H steps from one observed frame: each prediction (LayerNorm-ed for state_norm "layer", as it comes
-    for "batch", as in training's rollout) and the predicted proprio are fed back as the next frame's inputs; one
-    frame of new tokens per step (attention cache).
+    """Imagine H steps from one observed frame: each prediction (`fed_back`, as in training's rollout) and the
+    predicted proprio are fed back as the next frame's inputs; one frame of new tokens per step (attention cache).
 
     Args:
       params: the predictor's weights.
@@ -155,7 +160,7 @@ def rollout(predictor: ACPredictor, params, state, proprio, actions, grid_hw: tu
     for step in range(actions.shape[1]):
         prediction, next_proprio, cache = predictor.apply({"params": params}, frame, actions[:, step:step + 1],
                                                           frame_proprio, grid_hw, cache)
-        frame = objectives.normalize_targets(prediction) if state_norm == "layer" else prediction
+        frame = fed_back(prediction, state_norm)
         frame_proprio = frame_proprio if next_proprio is None else next_proprio
         states.append(frame[:, 0])
         proprios.append(frame_proprio[:, 0])

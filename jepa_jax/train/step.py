@@ -126,7 +126,7 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     def predict(frames, steps):
         out, next_proprio = predictor.apply({"params": params["predictor"]}, frames, actions[:, :steps],
                                             proprio[:, :steps], state_grid)
-        return (objectives.normalize_targets(out) if state_norm == "layer" else out), next_proprio
+        return ac_predictor.fed_back(out, state_norm), next_proprio
 
     teacher, next_proprio = predict(h[:, :-1], h.shape[1] - 1)
     rollout = [h[:, :1], teacher[:, :1]]
