@@ -28,7 +28,8 @@ class RandomWalk:
 class PushTPusher:
     """Pushes of the T in random directions: the agent's target goes to a point `standoff` behind the block's
     centre (opposite the push direction) until the agent is within `reach` of it or `approach_steps` have passed,
-    then to a point `push_length` past the centre for `push_steps`; Gaussian noise (std `noise`) on every target."""
+    then to a point `push_length` past the centre for `push_steps`; Gaussian noise (std `noise`) on every target.
+    The action is the target's offset from the agent, clipped to the environment's bounds."""
 
     def __init__(self, env: Env, rng: np.random.Generator, noise: float = 8.0, standoff=(60.0, 100.0),
                  push_length=(40.0, 120.0), push_steps=(4, 12), approach_steps: int = 12, reach: float = 20.0):
@@ -55,7 +56,8 @@ class PushTPusher:
             self._new_push()
         target = behind if self.phase == "approach" else centre + self.length * self.direction
         self.steps_left -= 1
-        return np.clip(target + self.noise * self.rng.normal(size=2), self.low, self.high)
+        offset = target + self.noise * self.rng.normal(size=2) - state[:2]
+        return np.clip(offset, self.low, self.high)
 
 
 class ReacherJointTargets:

@@ -73,7 +73,7 @@ def test_simulator_energy_is_the_state_distance_after_replaying_each_sequence():
     require("gym_pusht")
     frameskip, env = 2, envs.make("pusht", image_size=32)
     start, goal = env.reset(1), plan.goal_episode(env, seed=0, index=0).goal
-    centre, scale = np.full(2 * frameskip, 256.0), np.full(2 * frameskip, 128.0)
+    centre, scale = np.zeros(2 * frameskip), np.full(2 * frameskip, 20.0)
     energy = plan.simulator_energy(envs.make("pusht", 32, render=False), frameskip, centre, scale)
     actions = np.random.default_rng(0).uniform(-1, 1, (3, 2, 2 * frameskip)).astype(np.float32)
     got = np.asarray(energy({"state": start.state.astype(np.float32), "goal_state": goal.state.astype(np.float32)},
