@@ -82,7 +82,7 @@ _REPLANS = flags.DEFINE_integer("replans", 10, "Replans per episode (MPC steps);
                                 "macro-actions.")
 _EXECUTE = flags.DEFINE_integer("execute", 1, "Planned macro-actions executed per replan (1..horizon).")
 _DISTANCE = flags.DEFINE_string("distance", "l1", "Latent energy: l1 or l2 distance to the goal's representation.")
-_PROPRIO_WEIGHT = flags.DEFINE_float("proprio_weight", 1.0, "Weight of the predicted-vs-goal proprio term of the "
+_PROPRIO_WEIGHT = flags.DEFINE_float("proprio_weight", 10.0, "Weight of the predicted-vs-goal proprio term of the "
                                      "energy (0: pixels only).")
 _BASELINES = flags.DEFINE_bool("baselines", True, "Also run random actions and the simulator oracle.")
 _ORACLE_EPISODES = flags.DEFINE_integer("oracle_episodes", 20, "Episodes of the simulator oracle (the first ones; "
@@ -186,8 +186,9 @@ def _extract() -> None:
 
 
 def _plan() -> None:
-    from jepa_jax import planning  # pylint: disable=g-import-not-at-top
+    from jepa_jax import envs, planning  # pylint: disable=g-import-not-at-top
     from jepa_jax.evals import plan  # pylint: disable=g-import-not-at-top
+    envs.check_name(_ENV.value)  # before the model loads
     settings = planning.planner_settings(_PLANNER.value)
     model = plan.load_world_model(_MODEL.value, step=_STEP.value, data=_DATA.value)
     out = _OUT.value or os.path.join(_MODEL.value, f"plan_{_ENV.value}_seed{_SEED.value}")

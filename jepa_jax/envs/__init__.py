@@ -13,10 +13,15 @@ ENVS = {"pusht": ("jepa_jax.envs.pusht", "PushT"), "reacher": ("jepa_jax.envs.re
 SIM_PACKAGES = ("gymnasium", "gym_pusht", "pymunk", "pygame", "cv2", "dm_control", "mujoco")
 
 
-def make(name: str, image_size: int = 64, **kwargs) -> Env:
-    """The environment `name` (a key of ENVS) rendering image_size x image_size pixels (render=False: none)."""
+def check_name(name: str) -> None:
+    """A one-line error for an environment name that is not a key of ENVS."""
     if name not in ENVS:
         raise ValueError(f"environment {name!r} is unknown: choose one of {sorted(ENVS)}")
+
+
+def make(name: str, image_size: int = 64, **kwargs) -> Env:
+    """The environment `name` (a key of ENVS) rendering image_size x image_size pixels (render=False: none)."""
+    check_name(name)
     module_name, class_name = ENVS[name]
     try:
         module = importlib.import_module(module_name)
@@ -28,4 +33,4 @@ def make(name: str, image_size: int = 64, **kwargs) -> Env:
     return getattr(module, class_name)(image_size=image_size, **kwargs)
 
 
-__all__ = ["ENVS", "Env", "Observation", "make"]
+__all__ = ["ENVS", "Env", "Observation", "check_name", "make"]

@@ -153,7 +153,7 @@ def test_plan_cli_prints_one_json_line(pusht_run, tmp_path):
     assert len(lines) == 1
     line = json.loads(lines[0])
     assert line["episodes"] == 2 and 0 <= line["success_rate"] <= 1 and "random" not in line and (tmp_path / "out" / "plan_report.md").exists()
-    wrong = run_cli("plan", "--model", run, "--env", "pong")
+    wrong = run_cli("plan", "--model", str(tmp_path / "missing"), "--env", "pong")  # the name fails first
     assert wrong.returncode != 0
     assert wrong.stderr.strip().splitlines()[-1].endswith("environment 'pong' is unknown: choose one of "
                                                           "['pusht', 'reacher']")
@@ -186,3 +186,8 @@ def test_strip_shows_episodes_that_stopped_early_beside_longer_ones(tmp_path):
     path = tmp_path / "strip.png"
     plan._plot_strip(episodes, str(path))  # pylint: disable=protected-access
     assert np.asarray(Image.open(path)).shape[0] > 100
+
+
+def test_plan_cli_proprio_weight_default_is_the_librarys():
+    from jepa_jax import cli  # pylint: disable=g-import-not-at-top
+    assert cli._PROPRIO_WEIGHT.default == plan.DEFAULT_PROPRIO_WEIGHT  # pylint: disable=protected-access
