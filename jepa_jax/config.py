@@ -18,6 +18,7 @@ LOSSES = ("l1", "l2", "smooth_l1")
 POS_EMBEDDINGS = ("rope", "sincos")
 DATA_SOURCES = ("balls", "video", "packed", "trajectories")
 AC_ENCODERS = ("frozen", "joint")
+AC_ROLLOUT_PROPRIO = ("recorded", "predicted")
 
 
 def load_module(path: str):
@@ -188,6 +189,10 @@ def _validate_ac(config) -> None:
         raise ValueError("config.data.trajectories is empty: give the folder written by `jepa-jax data collect`")
     _choice(ac.encoder, "ac.encoder", AC_ENCODERS)
     _choice(ac.state_norm, "ac.state_norm", ac_predictor.STATE_NORMS)
+    _choice(ac.rollout_proprio, "ac.rollout_proprio", AC_ROLLOUT_PROPRIO)
+    if ac.rollout_proprio == "predicted" and not ac.predict_proprio:
+        raise ValueError("config.ac.rollout_proprio='predicted' feeds back predicted proprio: set "
+                         "--config.ac.predict_proprio=True, or rollout_proprio='recorded'")
     for field in ("num_frames", "frameskip", "image_size", "action_dim", "proprio_dim", "rollout_steps",
                   "predictor.width", "predictor.depth", "predictor.num_heads"):
         _positive(_field(ac, field), f"ac.{field}")

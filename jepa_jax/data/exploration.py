@@ -11,17 +11,21 @@ from jepa_jax.envs import Env, Observation
 
 
 class RandomWalk:
-    """Temporally correlated random actions: u_0 ~ U[0, 1]^A, u_t = clip(u_{t-1} + step N(0, 1), 0, 1), and
-    action = low + u_t (high - low)."""
+    """Temporally correlated random actions: u_0 ~ U[0, 1]^A,
+    u_t = clip(u_{t-1} + step N(0, 1) - reversion (u_{t-1} - 1/2), 0, 1), and action = low + u_t (high - low).
 
-    def __init__(self, env: Env, rng: np.random.Generator, step: float = 0.1):
+    reversion > 0 pulls u back to the middle of the action box, where PushT's offsets are "stay": without it an
+    offset walk holds one heading and pins the agent to the table's edge."""
+
+    def __init__(self, env: Env, rng: np.random.Generator, step: float = 0.1, reversion: float = 0.0):
         self.low, self.high = env.action_low.astype(np.float64), env.action_high.astype(np.float64)
-        self.rng, self.step = rng, step
+        self.rng, self.step, self.reversion = rng, step, reversion
         self.u = rng.uniform(size=env.action_dim)
 
     def __call__(self, observation: Observation) -> np.ndarray:
         action = self.low + self.u * (self.high - self.low)
-        self.u = np.clip(self.u + self.step * self.rng.normal(size=self.u.shape), 0.0, 1.0)
+        pull = self.reversion * (self.u - 0.5)
+        self.u = np.clip(self.u + self.step * self.rng.normal(size=self.u.shape) - pull, 0.0, 1.0)
         return action
 
 
@@ -84,10 +88,13 @@ class ReacherJointTargets:
 
 
 SCRIPTED = {"pusht": PushTPusher, "reacher": ReacherJointTargets}
+# PushT random walks of 100 steps from 40 resets: reversion 0 keeps the agent within 25 of the table's edge in
+# 61 % of the frames, 0.1 in 32 %, 0.2 in 18 %, 0.3 in 11 % (which moves the block in 10 % of the episodes, 0.2 in 20 %).
+RANDOM_WALK_REVERSION = {"pusht": 0.2}
 
 
 def episode_policy(env: Env, rng: np.random.Generator, policy_mix: float):
     """("scripted", policy) with probability policy_mix, else ("random_walk", RandomWalk)."""
     if rng.uniform() < policy_mix:
         return "scripted", SCRIPTED[env.name](env, rng)
-    return "random_walk", RandomWalk(env, rng)
+    return "random_walk", RandomWalk(env, rng, reversion=RANDOM_WALK_REVERSION.get(env.name, 0.0))

@@ -94,17 +94,18 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
 
 def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int], train_encoder: bool,
             rollout_steps: int, loss_kind: str = "l1", proprio_weight: float = 1.0, pool_grid: int = 0,
-            state_norm: str = "layer", sigreg=None, monitor=True):
+            state_norm: str = "layer", rollout_proprio: str = "recorded", sigreg=None, monitor=True):
     """The action-conditioned world-model objective (V-JEPA 2-AC's): (loss, metrics) of one batch.
 
     h = features of every frame, each encoded on its own, pooled to pool_grid x pool_grid state tokens when
     pool_grid > 0 (ac_predictor.pool_states) and normalised by `state_norm` (ac_predictor.normalize_states: LN per
     token, or standardised with the batch's moments; predictions are LN-ed alike, or left as they are). Teacher
     forcing predicts frames 1..T-1 from the true frames 0..T-2; the rollout starts from h_0 and the predicted
-    frame 1 and feeds its own predictions back for `rollout_steps` frames, with the true actions and proprio
-    (gradients flow through it). loss = L(teacher) + L(rollout) [+ proprio_weight * L1(next proprio) when the
-    predictor predicts it] [+ sigreg.weight * SIGReg of the features; of h for state_norm "batch", as
-    LeWorldModel's SIGReg sees its BatchNorm-ed embeddings].
+    frame 1 and feeds its own predictions back for `rollout_steps` frames, with the true actions (gradients flow
+    through it) and, by `rollout_proprio`, the recorded proprio (V-JEPA 2-AC) or, from frame 1 on, the predicted
+    one (as planning's ac_predictor.rollout does). loss = L(teacher) + L(rollout) [+ proprio_weight * L1(next
+    proprio) when the predictor predicts it] [+ sigreg.weight * SIGReg of the features; of h for state_norm
+    "batch", as LeWorldModel's SIGReg sees its BatchNorm-ed embeddings].
 
     Args:
       params: {"encoder", "predictor"}.
@@ -123,15 +124,22 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     h = ac_predictor.normalize_states(features, state_norm, moments)  # [B, T, P, D]
     actions, proprio = batch["actions"], batch["proprio"]
 
-    def predict(frames, steps):
+    def predict(frames, frame_proprio):
+        steps = frames.shape[1]
         out, next_proprio = predictor.apply({"params": params["predictor"]}, frames, actions[:, :steps],
-                                            proprio[:, :steps], state_grid)
+                                            frame_proprio, state_grid)
         return ac_predictor.fed_back(out, state_norm), next_proprio
 
-    teacher, next_proprio = predict(h[:, :-1], h.shape[1] - 1)
+    teacher, next_proprio = predict(h[:, :-1], proprio[:, :-1])
+    feed_proprio = rollout_proprio == "predicted"
     rollout = [h[:, :1], teacher[:, :1]]
+    rolled_proprio = [proprio[:, :1], next_proprio[:, :1]] if feed_proprio else None
     for steps in range(2, rollout_steps + 1):
-        rollout.append(predict(jnp.concatenate(rollout, axis=1), steps)[0][:, -1:])
+        inputs = jnp.concatenate(rolled_proprio, axis=1) if feed_proprio else proprio[:, :steps]
+        out, out_proprio = predict(jnp.concatenate(rollout, axis=1), inputs)
+        rollout.append(out[:, -1:])
+        if feed_proprio:
+            rolled_proprio.append(out_proprio[:, -1:])
     rollout = jnp.concatenate(rollout[1:], axis=1)
     metrics = {"teacher_forcing_loss": objectives.prediction_loss(teacher, h[:, 1:], loss_kind),
                "rollout_loss": objectives.prediction_loss(rollout, h[:, 1:rollout_steps + 1], loss_kind)}
@@ -206,7 +214,8 @@ def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_
     return functools.partial(ac_loss, encoder=encoder, predictor=predictor, grid_hw=grid[1:], train_encoder=joint,
                              rollout_steps=config.ac.rollout_steps, loss_kind=config.loss.kind,
                              proprio_weight=config.ac.proprio_weight, pool_grid=config.ac.pool_grid,
-                             state_norm=config.ac.state_norm, sigreg=config.sigreg if joint else None)
+                             state_norm=config.ac.state_norm, rollout_proprio=config.ac.rollout_proprio,
+                             sigreg=config.sigreg if joint else None)
 
 
 def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int, int],

@@ -1,6 +1,7 @@
 """The simulated environments (the `sim` extra): interface, determinism, set_state round trips, success."""
 
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -92,6 +93,37 @@ def test_pusht_actions_are_offsets_from_the_agent():
     for _ in range(5):
         moved = env.step(np.array([env.action_high[0], 0.0])).proprio
     assert moved[0] - start[0] > 50 and abs(moved[1] - start[1]) < 1e-3  # along the offset, from a reset at rest
+
+
+def test_pusht_agent_stays_on_the_table():
+    require("gym_pusht")
+    env = envs.make("pusht", image_size=32)
+    env.reset(0)
+    for _ in range(40):  # 40 x 40 = 1600 table units towards the corner (0, 512), far past both edges
+        agent = env.step(np.array([env.action_low[0], env.action_high[1]])).proprio
+    assert -1.0 <= agent[0] < 5.0 and 507.0 < agent[1] <= 513.0  # at the corner of the table, not beyond it
+
+
+def test_random_walk_reversion_pulls_to_the_middle_of_the_action_box():
+    box = types.SimpleNamespace(action_low=np.float32([-4.0, 0.0]), action_high=np.float32([4.0, 2.0]), action_dim=2)
+    walk = exploration.RandomWalk(box, np.random.default_rng(0), step=0.0, reversion=0.25)
+    first = walk(None)
+    for t in range(1, 4):  # without noise, u - 1/2 shrinks by (1 - reversion) per step
+        middle = (box.action_low + box.action_high) / 2
+        np.testing.assert_allclose(walk(None) - middle, 0.75 ** t * (first - middle), rtol=1e-12)
+
+
+def test_pusht_random_walks_leave_the_table_edge():
+    require("gym_pusht")
+    from jepa_jax.envs import pusht  # pylint: disable=g-import-not-at-top
+    env, near_edge = pusht.PushT(render=False), []
+    for seed in range(6):
+        kind, policy = exploration.episode_policy(env, np.random.default_rng(seed), policy_mix=0.0)
+        observation = env.reset(seed)
+        for _ in range(60):
+            observation = env.step(policy(observation))
+            near_edge.append(((observation.proprio < 25) | (observation.proprio > 487)).any())
+    assert kind == "random_walk" and np.mean(near_edge) < 0.35  # without reversion: 0.6 of 100-step walks
 
 
 def test_pusht_block_centre_is_gym_pushts_centre_of_gravity():
