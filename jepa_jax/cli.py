@@ -40,6 +40,7 @@ _SHORT_SIDE = flags.DEFINE_integer("short_side", 256, "Resize clips so the short
 _SHARDS = flags.DEFINE_integer("shards", 1, "Number of ArrayRecord shards.")
 _CLIPS_PER_VIDEO = flags.DEFINE_integer("clips_per_video", 1, "Clips per video (>1: random windows).")
 _ENV = flags.DEFINE_string("env", None, "Environment: pusht or reacher (the `sim` extra).")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Processes that run episodes (the files do not depend on it).")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Number of episodes; a folder that has some already gets the rest.")
 _STEPS_PER_EPISODE = flags.DEFINE_integer("steps_per_episode", 100, "Actions per episode (frames: one more).")
 _SEED = flags.DEFINE_integer("seed", 0, "Episode i is seeded from (seed, i) only.")
@@ -164,7 +165,8 @@ def _collect() -> None:
     from jepa_jax.data import trajectories  # pylint: disable=g-import-not-at-top
     print(json.dumps(trajectories.collect(_ENV.value, _EPISODES.value, _OUT.value,
                                           steps_per_episode=_STEPS_PER_EPISODE.value, seed=_SEED.value,
-                                          image_size=_IMAGE_SIZE.value, policy_mix=_POLICY_MIX.value)))
+                                          image_size=_IMAGE_SIZE.value, policy_mix=_POLICY_MIX.value,
+                                          workers=_WORKERS.value)))
 
 
 def _export() -> None:
@@ -233,8 +235,8 @@ VERBS = (
          "jepa-jax data pack train.csv --out packed/train --shards 8", _pack),
     Verb("data collect", "Collect environment trajectories (frames, actions, proprio, states) for planning models.",
          (), ("--env NAME", "--episodes N", "--out DIR"),
-         ("env", "episodes", "out", "steps_per_episode", "seed", "image_size", "policy_mix"),
-         "jepa-jax data collect --env pusht --episodes 1000 --out trajectories/pusht", _collect,
+         ("env", "episodes", "out", "steps_per_episode", "seed", "image_size", "policy_mix", "workers"),
+         "jepa-jax data collect --env pusht --episodes 1000 --out trajectories/pusht --workers 2", _collect,
          {"out": "Output folder: episode_NNNNNN.npz files and meta.json; rerun the same command to resume."}),
     Verb("export", "Write a run's weights: native safetensors, the official V-JEPA layout or Hugging Face.", (),
          ("--run DIR", "--out DIR"), ("run", "step", "out", "format", "groups", "encoder"),

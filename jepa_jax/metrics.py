@@ -115,12 +115,13 @@ class Progress:
         self.started = None
         self.steps_timed = 0
 
-    def update(self, scalars: dict | None = None) -> None:
-        self.bar.update(1)
+    def update(self, scalars: dict | None = None, count: int = 1) -> None:
+        """`count` more steps done (the first update's are not timed), showing `scalars`."""
+        self.bar.update(count)
         if self.started is None:
             self.started = time.perf_counter()
         else:
-            self.steps_timed += 1
+            self.steps_timed += count
         if scalars:
             self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in scalars.items()}, refresh=False)
 

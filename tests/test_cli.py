@@ -18,7 +18,7 @@ VERB_FLAGS = {
     "sweep": "--workdir --print_commands",
     "data inspect": "--out --frames --fps --frame_step --crop",
     "data pack": "--out --frames --fps --frame_step --short_side --shards --clips_per_video",
-    "data collect": "--env --episodes --out --steps_per_episode --seed --image_size --policy_mix",
+    "data collect": "--env --episodes --out --steps_per_episode --seed --image_size --policy_mix --workers",
     "export": "--run --step --out --format --groups --encoder",
     "import": "--from --src --out --arch --num_heads --predictor_heads",
     "extract": "--model --data --out --pool --batch_size --step --encoder",

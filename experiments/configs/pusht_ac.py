@@ -1,6 +1,6 @@
 r"""Action-conditioned world model on PushT, trained from pixels on CPU, that plans (recipes.world_model).
 
-    jepa-jax data collect --env pusht --episodes 1000 --out data/pusht
+    jepa-jax data collect --env pusht --episodes 1000 --out data/pusht --workers 2
     jepa-jax train --config experiments/configs/pusht_ac.py --config.data.trajectories=data/pusht \
         --workdir runs/pusht_ac
     jepa-jax plan --model runs/pusht_ac --env pusht --episodes 50 --seed 0

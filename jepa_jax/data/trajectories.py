@@ -11,8 +11,11 @@ actions between consecutive kept frames concatenated into one macro-action (as D
 streams host batches of them like the video pipeline.
 """
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
+import multiprocessing
 import os
 import threading
 import time
@@ -32,6 +35,7 @@ FIELDS = ("frames", "actions", "proprio", "states")
 # np.load parses .npy headers with ast.literal_eval, which CPython 3.11 cannot run in two threads at once
 # (python/cpython#106905: "AST constructor recursion depth mismatch"); grain reads episodes from several threads.
 _NPY_READ_LOCK = threading.Lock()
+EPISODES_PER_TASK = 8  # episodes a collection worker runs per task (progress moves in these steps)
 
 
 def episode_path(directory: str, index: int) -> str:
@@ -141,17 +145,29 @@ def _moments(arrays: list[np.ndarray]) -> tuple[list[float], list[float]]:
     return values.mean(0).tolist(), values.std(0).tolist()
 
 
+def _collect_episodes(indices: list[int], *, env_name: str, out_dir: str, steps: int, seed: int, image_size: int,
+                      policy_mix: float, env: envs.Env | None = None) -> int:
+    """Runs and writes episodes `indices` (in a worker process: env None, made here); returns how many."""
+    env = env or envs.make(env_name, image_size=image_size)
+    for i in indices:
+        env_seed, rng = episode_seeds(seed, i)
+        _, policy = exploration.episode_policy(env, rng, policy_mix)
+        write_episode(episode_path(out_dir, i), run_episode(env, policy, env_seed, steps))
+    return len(indices)
+
+
 def collect(env_name: str, episodes: int, out_dir: str, *, steps_per_episode: int = 100, seed: int = 0,
-            image_size: int = 64, policy_mix: float = 0.5) -> dict:
+            image_size: int = 64, policy_mix: float = 0.5, workers: int = 1) -> dict:
     """Writes episodes 0..episodes-1 of `env_name` to out_dir (skipping complete ones) and meta.json.
 
     Episode i uses exploration.episode_policy (scripted with probability policy_mix, else a random walk) and
-    seeds from episode_seeds(seed, i). Returns {"env", "out_dir", "episodes", "episodes_written",
+    seeds from episode_seeds(seed, i), so the files do not depend on `workers`, the number of processes that
+    run episodes (in chunks of at most EPISODES_PER_TASK). Returns {"env", "out_dir", "episodes", "episodes_written",
     "episodes_skipped", "frames_written", "seconds"}.
     """
-    if episodes < 1 or steps_per_episode < 1 or not 0.0 <= policy_mix <= 1.0:
-        raise ValueError(f"collect needs episodes >= 1, steps_per_episode >= 1 and 0 <= policy_mix <= 1 (got "
-                         f"{episodes}, {steps_per_episode}, {policy_mix})")
+    if episodes < 1 or steps_per_episode < 1 or workers < 1 or not 0.0 <= policy_mix <= 1.0:
+        raise ValueError(f"collect needs episodes >= 1, steps_per_episode >= 1, workers >= 1 and 0 <= policy_mix <= "
+                         f"1 (got {episodes}, {steps_per_episode}, {workers}, {policy_mix})")
     started = time.perf_counter()
     env = envs.make(env_name, image_size=image_size)
     meta = {"env": env_name, "image_size": image_size, "action_dim": env.action_dim,
@@ -163,11 +179,17 @@ def collect(env_name: str, episodes: int, out_dir: str, *, steps_per_episode: in
     fields = expected_fields(meta)
     todo = [i for i in range(episodes) if not _is_complete(episode_path(out_dir, i), fields)]
     progress = metrics.Progress(episodes, initial_step=episodes - len(todo), unit="episode")
-    for i in todo:
-        env_seed, rng = episode_seeds(seed, i)
-        _, policy = exploration.episode_policy(env, rng, policy_mix)
-        write_episode(episode_path(out_dir, i), run_episode(env, policy, env_seed, steps_per_episode))
-        progress.update()
+    size = max(1, min(EPISODES_PER_TASK, -(-len(todo) // workers)))  # every worker busy on small folders too
+    chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
+    task = dict(env_name=env_name, out_dir=out_dir, steps=steps_per_episode, seed=seed, image_size=image_size,
+                policy_mix=policy_mix)
+    if workers == 1:
+        for chunk in chunks:
+            progress.update(count=_collect_episodes(chunk, env=env, **task))
+    else:  # fresh interpreters: forking a process that holds JAX or simulator state is unsafe
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for written in pool.map(functools.partial(_collect_episodes, **task), chunks):
+                progress.update(count=written)
     progress.close()
     small = {"actions": fields["actions"], "proprio": fields["proprio"]}
     data = [read_episode(episode_path(out_dir, i), small) for i in range(episodes)]

@@ -176,6 +176,7 @@ class Episode:
     frames: list  # uint8 [H, W, 3] after each replan (the start first)
     reached_at: int | None = None  # env steps taken when success was first seen
     final_distance: float = math.nan
+    goal_policy: str = ""  # the exploration policy that made the goal: "scripted" or "random_walk"
 
 
 def goal_episode(env: envs_lib.Env, seed: int, index: int) -> Episode:
@@ -184,11 +185,11 @@ def goal_episode(env: envs_lib.Env, seed: int, index: int) -> Episode:
     env_sequence, policy_sequence = np.random.SeedSequence([seed, index, GOAL_SEED_KEY]).spawn(2)
     env_seed = int(env_sequence.generate_state(1)[0])
     obs = env.reset(env_seed)
-    _, policy = exploration.episode_policy(env, np.random.default_rng(policy_sequence), policy_mix=0.5)
+    kind, policy = exploration.episode_policy(env, np.random.default_rng(policy_sequence), policy_mix=0.5)
     for _ in range(GOAL_STEPS):
         obs = env.step(policy(obs))
     start = env.reset(env_seed)
-    return Episode(env_seed, obs, start, [start.pixels])
+    return Episode(env_seed, obs, start, [start.pixels], goal_policy=kind)
 
 
 def _advance(env, episode: Episode, actions, steps_taken: int, check_every: int) -> envs_lib.Observation:
@@ -325,12 +326,19 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 
 
 def summarise(episodes: list, extra: dict) -> dict:
-    """success rate, its 95 % interval, mean final state distance, episodes [, replan latency]."""
+    """success rate, its 95 % interval, mean final state distance, episodes, success per goal policy
+    {kind: [successes, episodes]} (PushT: the pusher's goals move the block, random walks' mostly do not)
+    [, replan latency]."""
     successes = sum(ep.reached_at is not None for ep in episodes)
     low, high = wilson_interval(successes, len(episodes))
+    by_policy = {}
+    for ep in episodes:
+        counts = by_policy.setdefault(ep.goal_policy, [0, 0])
+        counts[0] += ep.reached_at is not None
+        counts[1] += 1
     summary = {"success_rate": successes / len(episodes), "success_ci95": [round(low, 4), round(high, 4)],
                "mean_final_distance": float(np.mean([ep.final_distance for ep in episodes])),
-               "episodes": len(episodes)}
+               "episodes": len(episodes), "success_by_goal_policy": dict(sorted(by_policy.items()))}
     seconds = extra.get("replan_seconds", [])[1:]  # the first replan compiles
     if seconds:
         summary["replan_seconds_median"] = float(np.median(seconds))
@@ -343,11 +351,12 @@ def _write_report(rows: dict, info: dict, path: str) -> None:
              f"from the start; success = env.success (the planner never sees it), checked after every executed "
              f"chunk; up to {info['replans']} replans of {info['execute']} macro-action(s).", "",
              f"Planner: `{json.dumps(info['planner'])}`; oracle planner: `{json.dumps(info['oracle_planner'])}`.", "",
-             "| method | success | 95 % interval | mean final state distance | episodes | median replan s |",
-             "|---|---|---|---|---|---|"]
+             "| method | success | 95 % interval | by goal policy | mean final state distance | episodes | "
+             "median replan s |", "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
+        by_policy = ", ".join(f"{kind} {hit}/{n}" for kind, (hit, n) in r["success_by_goal_policy"].items())
         lines.append(f"| {name} | {r['success_rate']:.3f} | [{r['success_ci95'][0]:.3f}, {r['success_ci95'][1]:.3f}] "
-                     f"| {r['mean_final_distance']:.2f} | {r['episodes']} | "
+                     f"| {by_policy} | {r['mean_final_distance']:.2f} | {r['episodes']} | "
                      f"{r.get('replan_seconds_median', float('nan')):.3f} |")
     lines += ["", "`plan_strip.png`: per episode, the start, the goal and the frames after each replan (model)."]
     with open(path, "w") as f:

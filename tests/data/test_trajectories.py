@@ -77,6 +77,12 @@ def test_collect_is_deterministic(tmp_path, pusht_data):
     assert not np.array_equal(episode(tmp_path / "other", 0)["states"], episode(pusht_data, 0)["states"])
 
 
+def test_collection_workers_write_the_same_files(tmp_path, pusht_data):
+    summary = collect(tmp_path, workers=2)  # two chunks of two episodes, one per worker process
+    assert (summary["episodes_written"], summary["episodes_skipped"]) == (4, 0)
+    assert_same_folders(tmp_path, pusht_data, 4)
+
+
 def test_interrupted_collection_resumes_to_the_same_data(tmp_path):
     out = tmp_path / "resumed"
     collect(out, episodes=3)

@@ -57,6 +57,8 @@ def test_goal_episode_is_seeded_and_held_out():
     assert not np.allclose(episode.goal.state, episode.start.state)  # 25 steps of exploration moved the agent
     others = [plan.goal_episode(env, seed, index) for seed, index in ((3, 2), (4, 1))]
     assert len({episode.env_seed, *(o.env_seed for o in others)}) == 3
+    kinds = {plan.goal_episode(env, 3, index).goal_policy for index in range(8)}
+    assert kinds == {"scripted", "random_walk"}  # policy_mix 0.5: both kinds among 8 goals (seeded, so fixed)
 
 
 def test_goal_episode_resets_the_env_to_the_start_state():
@@ -186,6 +188,16 @@ def test_strip_shows_episodes_that_stopped_early_beside_longer_ones(tmp_path):
     path = tmp_path / "strip.png"
     plan._plot_strip(episodes, str(path))  # pylint: disable=protected-access
     assert np.asarray(Image.open(path)).shape[0] > 100
+
+
+def test_summary_counts_successes_per_goal_policy():
+    goal = envs.Observation(np.zeros((8, 8, 3), np.uint8), np.zeros(2), np.zeros(5))
+    episode = lambda reached, kind: plan.Episode(0, goal, goal, [], reached_at=reached, final_distance=1.0,
+                                                 goal_policy=kind)
+    summary = plan.summarise([episode(5, "scripted"), episode(None, "scripted"), episode(10, "random_walk"),
+                              episode(None, "random_walk"), episode(None, "random_walk")], {})
+    assert summary["success_by_goal_policy"] == {"random_walk": [1, 3], "scripted": [1, 2]}
+    assert summary["success_rate"] == 0.4 and summary["episodes"] == 5
 
 
 def test_plan_cli_proprio_weight_default_is_the_librarys():
