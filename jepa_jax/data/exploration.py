@@ -89,7 +89,8 @@ class ReacherJointTargets:
 
 SCRIPTED = {"pusht": PushTPusher, "reacher": ReacherJointTargets}
 # PushT random walks of 100 steps from 40 resets: reversion 0 keeps the agent within 25 of the table's edge in
-# 61 % of the frames, 0.1 in 32 %, 0.2 in 18 %, 0.3 in 11 % (which moves the block in 10 % of the episodes, 0.2 in 20 %).
+# 61 % of the frames, 0.1 in 32 %, 0.2 in 18 %, 0.3 in 11 % (which moves the block in 10 % of the episodes,
+# 0.2 in 20 %).
 RANDOM_WALK_REVERSION = {"pusht": 0.2}
 
 

@@ -133,13 +133,11 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     teacher, next_proprio = predict(h[:, :-1], proprio[:, :-1])
     feed_proprio = rollout_proprio == "predicted"
     rollout = [h[:, :1], teacher[:, :1]]
-    rolled_proprio = [proprio[:, :1], next_proprio[:, :1]] if feed_proprio else None
+    rolled_proprio = [proprio[:, :1], next_proprio[:, :1] if feed_proprio else proprio[:, 1:2]]
     for steps in range(2, rollout_steps + 1):
-        inputs = jnp.concatenate(rolled_proprio, axis=1) if feed_proprio else proprio[:, :steps]
-        out, out_proprio = predict(jnp.concatenate(rollout, axis=1), inputs)
+        out, out_proprio = predict(jnp.concatenate(rollout, axis=1), jnp.concatenate(rolled_proprio, axis=1))
         rollout.append(out[:, -1:])
-        if feed_proprio:
-            rolled_proprio.append(out_proprio[:, -1:])
+        rolled_proprio.append(out_proprio[:, -1:] if feed_proprio else proprio[:, steps:steps + 1])
     rollout = jnp.concatenate(rollout[1:], axis=1)
     metrics = {"teacher_forcing_loss": objectives.prediction_loss(teacher, h[:, 1:], loss_kind),
                "rollout_loss": objectives.prediction_loss(rollout, h[:, 1:rollout_steps + 1], loss_kind)}
