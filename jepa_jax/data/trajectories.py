@@ -30,7 +30,7 @@ from jepa_jax.data import exploration, pipeline, video
 
 META = "meta.json"
 # Settings that define what episode i is: a folder is only resumed or extended with the same ones.
-SETTINGS = ("env", "image_size", "steps_per_episode", "seed", "policy_mix")
+SETTINGS = ("env", "image_size", "steps_per_episode", "seed", "policy_mix", "exploration")
 FIELDS = ("frames", "actions", "proprio", "states")
 # np.load parses .npy headers with ast.literal_eval, which CPython 3.11 cannot run in two threads at once
 # (python/cpython#106905: "AST constructor recursion depth mismatch"); grain reads episodes from several threads.
@@ -172,7 +172,7 @@ def collect(env_name: str, episodes: int, out_dir: str, *, steps_per_episode: in
     env = envs.make(env_name, image_size=image_size)
     meta = {"env": env_name, "image_size": image_size, "action_dim": env.action_dim,
             "proprio_dim": env.proprio_dim, "state_dim": env.state_dim, "steps_per_episode": steps_per_episode,
-            "episodes": episodes, "seed": seed, "policy_mix": policy_mix}
+            "episodes": episodes, "seed": seed, "policy_mix": policy_mix, "exploration": exploration.VERSION}
     os.makedirs(out_dir, exist_ok=True)
     _check_resumable(out_dir, meta)
     _write_meta(out_dir, meta)  # without statistics until every episode is there

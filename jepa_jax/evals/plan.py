@@ -3,14 +3,15 @@
     model = plan.load_world_model("runs/pusht_ac")
     summary = plan.evaluate(model, "pusht", episodes=50, seed=0, out_dir="runs/pusht_ac/plan")
 
-Episode e of seed S: the environment resets with a seed drawn from (S, e); the goal is the observation reached by
-`GOAL_STEPS` env steps of a held-out exploration policy (exploration.episode_policy, seeded apart from the
-training data's); the environment then resets to the same start. Each replan encodes the current frame, plans
-`horizon` macro-actions (frameskip env actions each, in the training data's normalised units) with CEM or MPPI
-on the latent energy (`LatentEnergy`) and executes the first `execute` of them; an episode that meets the goal
-(env.success, which the planner never sees) stops there, as DINO-WM's MPC does. Episodes are planned together
-(planning.plan_batch). Baselines: uniformly random actions, and an oracle that plans with the simulator itself
-as its model (energy = env.state_distance of the simulated end state), which bounds what the planner can reach.
+Episode e of seed S: the environment resets with a seed drawn from (S, e) and runs a held-out exploration policy
+(exploration.episode_policy, seeded apart from the training data's); the start is its state after up to
+`GOAL_WARMUP` steps, the goal its observation `GOAL_STEPS` steps later, and every method replays the same start.
+Each replan encodes the current frame, plans `horizon` macro-actions (frameskip env actions each, in the training
+data's normalised units) with CEM or MPPI on the latent energy (`LatentEnergy`) and executes the first `execute`
+of them; an episode that meets the goal (env.success, which the planner never sees) stops there, as DINO-WM's MPC
+does. Episodes are planned together (planning.plan_batch). Baselines: uniformly random actions, and an oracle
+that plans with the simulator itself as its model (energy = env.state_distance of the simulated end state), which
+bounds what the planner can reach.
 """
 
 import dataclasses
@@ -30,10 +31,15 @@ from jepa_jax.data import exploration, trajectories
 from jepa_jax.models import ac_predictor, vit
 
 GOAL_STEPS = 25  # env steps from the start state to the goal (DINO-WM: goal_H 5 x frameskip 5)
+# Starts lie up to GOAL_WARMUP env steps inside a held-out trajectory, as DINO-WM samples them inside its held-out
+# expert trajectories (PushT: mid-push, the agent near the block; from a reset it is far from it).
+GOAL_WARMUP = 50
 DISTANCES = ("l1", "l2")
 GOAL_SEED_KEY = 7  # spawn key that keeps evaluation episodes apart from `data collect`'s (seed, index) episodes
-# Weight of the proprio term of the energy. PushT (2000-step pusht_ac.py model, 20 episodes of seed 100): 1 -> 0 %
-# success (the agent stops about 58 short of block-still goals), 10 -> 30 %, 30 -> 30 %.
+# Weight of the proprio term of the energy. PushT (2000-step pusht_ac.py model on version-1 exploration data, 20
+# episodes of seed 100): 1 -> 0 % success (the agent stops about 58 short of block-still goals), 10 -> 30 %,
+# 30 -> 30 %. With mid-trajectory starts and faster pushes than the shipped pusher's (offsets 20 / 10; an H200
+# sweep, 50 episodes of seed 0): 3 -> 22 %, 10 -> 54 %, 30 -> 70 %. The shipped slow pushes were run at 10 only.
 DEFAULT_PROPRIO_WEIGHT = 10.0
 
 
@@ -167,10 +173,20 @@ def load_world_model(path: str, *, step: int | None = None, data: str | None = N
 
 # --------------------------------------------------------------------------------------------- episodes and goals
 
+def _replay(env: envs_lib.Env, env_seed: int, actions: np.ndarray) -> envs_lib.Observation:
+    """env.reset(env_seed), then env actions [W, A]; the last observation (velocities included, which
+    env.set_state would zero)."""
+    obs = env.reset(env_seed)
+    for action in actions:
+        obs = env.step(action)
+    return obs
+
+
 @dataclasses.dataclass
 class Episode:
     """One goal-reaching problem and what happened in it (numpy, host side)."""
     env_seed: int
+    warmup_actions: np.ndarray  # env actions [W, A] from the reset to the start
     goal: envs_lib.Observation
     start: envs_lib.Observation
     frames: list  # uint8 [H, W, 3] after each replan (the start first)
@@ -178,18 +194,26 @@ class Episode:
     final_distance: float = math.nan
     goal_policy: str = ""  # the exploration policy that made the goal: "scripted" or "random_walk"
 
+    def restart(self, env: envs_lib.Env) -> envs_lib.Observation:
+        """Put env at the episode's start and observe it."""
+        return _replay(env, self.env_seed, self.warmup_actions)
 
-def goal_episode(env: envs_lib.Env, seed: int, index: int) -> Episode:
-    """Episode `index` of evaluation seed `seed`: the goal is GOAL_STEPS steps of held-out exploration from the
-    start; the environment is left reset at the start."""
+
+def goal_episode(env: envs_lib.Env, seed: int, index: int, warmup: int = GOAL_WARMUP) -> Episode:
+    """Episode `index` of evaluation seed `seed`: one held-out exploration trajectory from a reset; the start is
+    its state after W ~ U{0..warmup} steps, the goal GOAL_STEPS steps later. The environment is left at the start.
+    """
     env_sequence, policy_sequence = np.random.SeedSequence([seed, index, GOAL_SEED_KEY]).spawn(2)
-    env_seed = int(env_sequence.generate_state(1)[0])
+    env_seed, rng = int(env_sequence.generate_state(1)[0]), np.random.default_rng(policy_sequence)
     obs = env.reset(env_seed)
-    kind, policy = exploration.episode_policy(env, np.random.default_rng(policy_sequence), policy_mix=0.5)
-    for _ in range(GOAL_STEPS):
-        obs = env.step(policy(obs))
-    start = env.reset(env_seed)
-    return Episode(env_seed, obs, start, [start.pixels], goal_policy=kind)
+    kind, policy = exploration.episode_policy(env, rng, policy_mix=0.5)
+    steps = int(rng.integers(0, warmup, endpoint=True))
+    actions = np.zeros((steps + GOAL_STEPS, env.action_dim))
+    for t in range(len(actions)):
+        actions[t] = policy(obs)
+        obs = env.step(actions[t])
+    start = _replay(env, env_seed, actions[:steps])
+    return Episode(env_seed, actions[:steps], obs, start, [start.pixels], goal_policy=kind)
 
 
 def _advance(env, episode: Episode, actions, steps_taken: int, check_every: int) -> envs_lib.Observation:
@@ -219,7 +243,7 @@ def run_model(model: WorldModel, env_name: str, episodes: list, settings: planni
     """
     env_list = [envs_lib.make(env_name, model.image_size) for _ in episodes]
     model.check_env(env_list[0])
-    obs = [env.reset(ep.env_seed) for env, ep in zip(env_list, episodes)]
+    obs = [ep.restart(env) for env, ep in zip(env_list, episodes)]
     energy_fn = model.energy(distance, proprio_weight)
     low, high = model.action_bounds(env_list[0])
     goals = model.encode(np.stack([ep.goal.pixels for ep in episodes]))
@@ -256,7 +280,7 @@ def run_random(env_name: str, episodes: list, *, steps: int, check_every: int, s
     env = envs_lib.make(env_name, image_size)
     rng = np.random.default_rng([seed, GOAL_SEED_KEY, 1])
     for ep in episodes:
-        env.reset(ep.env_seed)
+        ep.restart(env)
         actions = rng.uniform(env.action_low, env.action_high, size=(steps, env.action_dim))
         obs = _advance(env, ep, actions, 0, check_every)
         ep.frames.append(obs.pixels)
@@ -294,7 +318,7 @@ def run_oracle(env_name: str, episodes: list, settings: planning.PlannerSettings
     unit_low, unit_high = ((bound - centre) / scale for bound in (low, high))
     step_actions, seconds = execute * frameskip, []
     for e, ep in enumerate(tqdm.tqdm(episodes, desc="plan (oracle)", disable=not progress)):
-        obs = env.reset(ep.env_seed)
+        obs = ep.restart(env)
         mean, std = planning.initial_plan(settings, low.shape[0])
         for r in range(replans):
             problem = {"state": jnp.asarray(obs.state, jnp.float32),
@@ -347,9 +371,10 @@ def summarise(episodes: list, extra: dict) -> dict:
 
 def _write_report(rows: dict, info: dict, path: str) -> None:
     lines = [f"# Planning report: {info['env']}, {info['episodes']} episodes, seed {info['seed']}", "",
-             f"Model `{info['model']}` (step {info['step']}). Goal: {GOAL_STEPS} env steps of held-out exploration "
-             f"from the start; success = env.success (the planner never sees it), checked after every executed "
-             f"chunk; up to {info['replans']} replans of {info['execute']} macro-action(s).", "",
+             f"Model `{info['model']}` (step {info['step']}). Start: up to {info['warmup']} env steps into a held-out "
+             f"exploration trajectory; goal: {GOAL_STEPS} steps further along it; success = env.success (the planner "
+             f"never sees it), checked after every executed chunk; up to {info['replans']} replans of "
+             f"{info['execute']} macro-action(s).", "",
              f"Planner: `{json.dumps(info['planner'])}`; oracle planner: `{json.dumps(info['oracle_planner'])}`.", "",
              "| method | success | 95 % interval | by goal policy | mean final state distance | episodes | "
              "median replan s |", "|---|---|---|---|---|---|---|"]
@@ -388,7 +413,7 @@ def evaluate(model: WorldModel, env_name: str, *, episodes: int = 50, seed: int 
              settings: planning.PlannerSettings = planning.CEM_DINO_WM_PUSHT, replans: int = 10, execute: int = 1,
              distance: str = "l1", proprio_weight: float = DEFAULT_PROPRIO_WEIGHT, baselines: bool = True,
              oracle_settings: planning.PlannerSettings | None = None, oracle_episodes: int | None = None,
-             progress: bool = True) -> dict:
+             warmup: int = GOAL_WARMUP, progress: bool = True) -> dict:
     """DINO-WM-protocol goal reaching (module docstring) with the model and, with `baselines`, random actions and
     the simulator oracle (on the first `oracle_episodes`). Writes plan_report.md, plan.json and plan_strip.png to
     out_dir when given. Returns {"model": summary, "random": ..., "oracle": ..., "info": {...}}."""
@@ -396,7 +421,7 @@ def evaluate(model: WorldModel, env_name: str, *, episodes: int = 50, seed: int 
         raise ValueError(f"execute={execute} must be in [1, planner horizon {settings.horizon}]")
     probe_env = envs_lib.make(env_name, model.image_size)
     model.check_env(probe_env)
-    make_episodes = lambda count: [goal_episode(probe_env, seed, i) for i in range(count)]
+    make_episodes = lambda count: [goal_episode(probe_env, seed, i, warmup) for i in range(count)]
     key = jax.random.key(seed)
     model_episodes = make_episodes(episodes)
     results = {"model": summarise(model_episodes, run_model(
@@ -416,7 +441,7 @@ def evaluate(model: WorldModel, env_name: str, *, episodes: int = 50, seed: int 
             frameskip=model.frameskip, key=jax.random.fold_in(key, 1), image_size=model.image_size,
             progress=progress))
     info = {"env": env_name, "episodes": episodes, "seed": seed, "model": model.source,
-            "step": model.step, "replans": replans, "execute": execute, "distance": distance,
+            "step": model.step, "warmup": warmup, "replans": replans, "execute": execute, "distance": distance,
             "proprio_weight": proprio_weight, "planner": planning.describe(settings),
             "oracle_planner": planning.describe(oracle_settings)}
     if out_dir:

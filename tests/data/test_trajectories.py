@@ -12,6 +12,7 @@ from tests.conftest import assert_stream_resumes_exactly, require, run_cli
 require("gym_pusht")
 
 from jepa_jax import envs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jepa_jax.data import exploration  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jepa_jax.data import pipeline, trajectories  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SETTINGS = dict(steps_per_episode=10, seed=3, image_size=32, policy_mix=0.5)
@@ -102,6 +103,11 @@ def test_other_settings_for_an_existing_folder_are_a_one_line_error(tmp_path):
         collect(tmp_path, episodes=2, seed=4, image_size=64)
     with pytest.raises(ValueError, match="holds 2 episodes: ask for at least 2"):
         collect(tmp_path, episodes=1)
+    meta = trajectories.read_meta(str(tmp_path))
+    meta["exploration"] = exploration.VERSION - 1  # collected by older policies
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"with exploration={exploration.VERSION - 1} \(now {exploration.VERSION}\)"):
+        collect(tmp_path, episodes=2)
 
 
 def test_windows_line_up_with_the_episodes(pusht_data):

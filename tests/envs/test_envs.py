@@ -126,6 +126,21 @@ def test_pusht_random_walks_leave_the_table_edge():
     assert kind == "random_walk" and np.mean(near_edge) < 0.35  # without reversion: 0.6 of 100-step walks
 
 
+def test_pusht_pusher_moves_the_block_with_capped_offsets():
+    require("gym_pusht")
+    env, offsets, moved = envs.make("pusht", image_size=32), {"approach": [], "push": []}, []
+    for seed in range(3):
+        pusher, obs = exploration.PushTPusher(env, np.random.default_rng(seed)), env.reset(seed)
+        start = obs.state
+        for _ in range(100):
+            action = pusher(obs)
+            offsets[pusher.phase].append(np.linalg.norm(action))
+            obs = env.step(action)
+        moved.append(np.linalg.norm(obs.state[2:4] - start[2:4]))
+    assert max(offsets["approach"]) == pytest.approx(15.0) and max(offsets["push"]) == pytest.approx(6.0)
+    assert min(moved) > 20.0  # slow pushes still make contact: every episode moves the block
+
+
 def test_pusht_block_centre_is_gym_pushts_centre_of_gravity():
     require("gym_pusht")
     from jepa_jax.envs import pusht  # pylint: disable=g-import-not-at-top

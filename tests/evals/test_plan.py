@@ -61,14 +61,25 @@ def test_goal_episode_is_seeded_and_held_out():
     assert kinds == {"scripted", "random_walk"}  # policy_mix 0.5: both kinds among 8 goals (seeded, so fixed)
 
 
-def test_goal_episode_resets_the_env_to_the_start_state():
+def test_goal_episode_leaves_the_env_at_its_start_and_restart_returns_there():
     require("gym_pusht")
     env = envs.make("pusht", image_size=32)
-    episode = plan.goal_episode(env, seed=0, index=0)
+    episode = plan.goal_episode(env, seed=0, index=0, warmup=30)
+    assert len(episode.warmup_actions) > 0  # seeded: this start lies inside the trajectory
     moved = env.step(env.action_high)
     fresh = envs.make("pusht", image_size=32)
-    fresh.reset(episode.env_seed)
+    np.testing.assert_array_equal(episode.restart(fresh).pixels, episode.start.pixels)
     np.testing.assert_array_equal(fresh.step(env.action_high).state, moved.state)
+
+
+def test_goal_episode_starts_inside_the_held_out_trajectory():
+    require("gym_pusht")
+    env = envs.make("pusht", image_size=32)
+    lengths = [len(plan.goal_episode(env, seed=1, index=i, warmup=30).warmup_actions) for i in range(6)]
+    assert all(0 <= n <= 30 for n in lengths) and len(set(lengths)) > 1
+    from_reset = plan.goal_episode(env, seed=1, index=0, warmup=0)
+    assert from_reset.warmup_actions.shape == (0, env.action_dim)
+    np.testing.assert_array_equal(from_reset.start.state, env.reset(from_reset.env_seed).state)
 
 
 def test_simulator_energy_is_the_state_distance_after_replaying_each_sequence():
@@ -154,7 +165,8 @@ def test_plan_cli_prints_one_json_line(pusht_run, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     line = json.loads(lines[0])
-    assert line["episodes"] == 2 and 0 <= line["success_rate"] <= 1 and "random" not in line and (tmp_path / "out" / "plan_report.md").exists()
+    assert line["episodes"] == 2 and 0 <= line["success_rate"] <= 1 and "random" not in line
+    assert (tmp_path / "out" / "plan_report.md").exists()
     wrong = run_cli("plan", "--model", str(tmp_path / "missing"), "--env", "pong")  # the name fails first
     assert wrong.returncode != 0
     assert wrong.stderr.strip().splitlines()[-1].endswith("environment 'pong' is unknown: choose one of "
@@ -183,8 +195,8 @@ def test_strip_shows_episodes_that_stopped_early_beside_longer_ones(tmp_path):
     """An episode that reached its goal has fewer frames than one that kept replanning; both rows are drawn."""
     frame = lambda v: np.full((8, 8, 3), v, np.uint8)
     goal = envs.Observation(frame(0), np.zeros(2), np.zeros(5))
-    episodes = [plan.Episode(0, goal, goal, [frame(50)], reached_at=5),
-                plan.Episode(1, goal, goal, [frame(100), frame(150), frame(200)])]
+    episodes = [plan.Episode(0, np.zeros((0, 2)), goal, goal, [frame(50)], reached_at=5),
+                plan.Episode(1, np.zeros((0, 2)), goal, goal, [frame(100), frame(150), frame(200)])]
     path = tmp_path / "strip.png"
     plan._plot_strip(episodes, str(path))  # pylint: disable=protected-access
     assert np.asarray(Image.open(path)).shape[0] > 100
@@ -192,8 +204,8 @@ def test_strip_shows_episodes_that_stopped_early_beside_longer_ones(tmp_path):
 
 def test_summary_counts_successes_per_goal_policy():
     goal = envs.Observation(np.zeros((8, 8, 3), np.uint8), np.zeros(2), np.zeros(5))
-    episode = lambda reached, kind: plan.Episode(0, goal, goal, [], reached_at=reached, final_distance=1.0,
-                                                 goal_policy=kind)
+    episode = lambda reached, kind: plan.Episode(0, np.zeros((0, 2)), goal, goal, [], reached_at=reached,
+                                                 final_distance=1.0, goal_policy=kind)
     summary = plan.summarise([episode(5, "scripted"), episode(None, "scripted"), episode(10, "random_walk"),
                               episode(None, "random_walk"), episode(None, "random_walk")], {})
     assert summary["success_by_goal_policy"] == {"random_walk": [1, 3], "scripted": [1, 2]}
