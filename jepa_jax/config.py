@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jepa_jax import masks as masks_lib, recipes
-from jepa_jax.models import ac_predictor, posemb, predictor, vit
+from jepa_jax.models import ac_predictor, attention, posemb, predictor, vit
 
 OBJECTIVES = ("ema", "sigreg", "ac")
 LOSSES = ("l1", "l2", "smooth_l1")
@@ -145,6 +145,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _validate_custom_size(config.model.custom)
     _choice(config.model.pos_embedding, "model.pos_embedding", POS_EMBEDDINGS)
     _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
+    _choice(config.model.attention, "model.attention", attention.IMPLEMENTATIONS)
     _choice(config.loss.kind, "loss.kind", LOSSES)
     _choice(config.data.source, "data.source", DATA_SOURCES)
     _choice(config.train.on_nonfinite, "train.on_nonfinite", ("stop", "skip"))
@@ -290,7 +291,8 @@ def num_mask_tokens(config) -> int:
 def build_encoder(config) -> vit.VisionTransformer:
     m = config.model
     return vit.VisionTransformer(size=encoder_size(config), patch_size=m.patch_size, tubelet_size=m.tubelet_size,
-                                 pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)
+                                 pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
+                                 attention=m.attention)
 
 
 def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
@@ -301,11 +303,12 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
         return ac_predictor.ACPredictor(embed_dim=encoder_size(config).width, width=p.width, depth=p.depth,
                                         num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
                                         predict_proprio=config.ac.predict_proprio, rope_pairing=m.rope_pairing,
-                                        remat=m.remat)
+                                        remat=m.remat, attention=m.attention)
     return predictor.Predictor(embed_dim=encoder_size(config).width, width=m.predictor.width,
                                depth=m.predictor.depth, num_heads=m.predictor.num_heads,
                                mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=num_mask_tokens(config),
-                               pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat)
+                               pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
+                               attention=m.attention)
 
 
 def predictor_inputs(config) -> tuple:

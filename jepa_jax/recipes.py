@@ -28,6 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.objective = "sigreg"  # "sigreg" (EMA-free) or "ema" (V-JEPA)
     config.model = dict(
         size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat", remat=False,
+        # The attention kernel (models/attention.py): auto, xla, blocked or cudnn.
+        attention="auto",
         # size="custom": the encoder dimensions below (e.g. an imported checkpoint's); otherwise unused.
         custom=dict(width=0, depth=0, num_heads=0, mlp_dim=0),
         # num_mask_tokens=0: one learned mask token per mask config (V-JEPA); imported V-JEPA 2 weights have 10.

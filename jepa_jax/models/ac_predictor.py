@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax import objectives
-from jepa_jax.models import posemb, vit
+from jepa_jax.models import attention as attention_lib, posemb, vit
 
 CONDITIONING_TOKENS = 2  # action, proprio
 STATE_NORMS = ("layer", "batch")
@@ -92,6 +92,7 @@ class ACPredictor(nn.Module):
     predict_proprio: bool = False
     rope_pairing: posemb.RopePairing = "repeat"
     remat: bool = False
+    attention: attention_lib.Implementation = "auto"
 
     @nn.compact
     def __call__(self, frames, actions, proprio, grid_hw: tuple[int, int], cache=None):
@@ -123,7 +124,8 @@ class ACPredictor(nn.Module):
         mask = jnp.asarray(block_causal_mask(total, per_frame)[cached:])[None, None]
         x = vit.transformer_blocks(x, coords, mask, prefix="predictor_blocks", depth=self.depth,
                                    num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio), rope=True,
-                                   rope_pairing=self.rope_pairing, remat=self.remat, caches=cache)
+                                   rope_pairing=self.rope_pairing, remat=self.remat, attention=self.attention,
+                                   caches=cache)
         if cache is not None:
             x, cache = x
         x = x.reshape(batch, num_frames, per_frame, self.width)

@@ -8,7 +8,7 @@ Layout follows the official `VisionTransformerPredictor`: `predictor_embed` (D -
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jepa_jax.models import posemb, vit
+from jepa_jax.models import attention as attention_lib, posemb, vit
 
 
 class Predictor(nn.Module):
@@ -23,6 +23,7 @@ class Predictor(nn.Module):
     rope_pairing: posemb.RopePairing = "repeat"
     uniform_power: bool = True
     remat: bool = False
+    attention: attention_lib.Implementation = "auto"
 
     @nn.compact
     def __call__(self, context, context_idx, target_idx, grid: tuple[int, int, int], mask_index: int = 0):
@@ -53,6 +54,6 @@ class Predictor(nn.Module):
         x = vit.transformer_blocks(x, coords, prefix="predictor_blocks", depth=self.depth,
                                    num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio),
                                    rope=self.pos_embedding == "rope", rope_pairing=self.rope_pairing,
-                                   remat=self.remat)
+                                   remat=self.remat, attention=self.attention)
         x = vit.layer_norm("predictor_norm")(x[:, -num_targets:])
         return vit.dense(self.embed_dim, ("mlp", "embed"), "predictor_proj")(x)

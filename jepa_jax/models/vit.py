@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.models import posemb
+from jepa_jax.models import attention as attention_lib, posemb
 
 PosEmbedding = Literal["sincos", "rope"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -99,6 +99,7 @@ class Attention(nn.Module):
     rope: bool = False
     rope_pairing: posemb.RopePairing = "repeat"
     proj_std: float = 0.02
+    implementation: attention_lib.Implementation = "auto"
 
     @nn.compact
     def __call__(self, x, coords=None, mask=None, cache=None):
@@ -116,7 +117,7 @@ class Attention(nn.Module):
             k = posemb.apply_rope_3d(k, coords, self.rope_pairing)
         if cache is not None:
             k, v = jnp.concatenate([cache[0], k], axis=1), jnp.concatenate([cache[1], v], axis=1)
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        out = attention_lib.dot_product_attention(q, k, v, mask, self.implementation)
         out = dense(width, ("heads", "kv", "embed"), "proj", num_in=2, std=self.proj_std)(out)
         return out if cache is None else (out, (k, v))
 
@@ -140,13 +141,14 @@ class Block(nn.Module):
     rope: bool = False
     rope_pairing: posemb.RopePairing = "repeat"
     residual_std: float = 0.02  # std of attn.proj and mlp.fc2 (V-JEPA 2 divides by sqrt(2 * layer))
+    attention: attention_lib.Implementation = "auto"
 
     @nn.compact
     def __call__(self, x, coords=None, mask=None, cache=None):
         """[B, N, D] -> [B, N, D]; with a (keys, values) cache (Attention) -> ([B, N, D], updated cache)."""
         x = nn.with_logical_constraint(x, ("act_batch", "act_tokens", "act_embed"))
-        attended = Attention(self.num_heads, self.rope, self.rope_pairing, self.residual_std, name="attn")(
-            layer_norm("norm1")(x), coords, mask, cache)
+        attn = Attention(self.num_heads, self.rope, self.rope_pairing, self.residual_std, self.attention, name="attn")
+        attended = attn(layer_norm("norm1")(x), coords, mask, cache)
         if cache is not None:
             attended, cache = attended
         x = x + attended
@@ -156,16 +158,17 @@ class Block(nn.Module):
 
 def transformer_blocks(x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int, mlp_dim: int,
                        rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: bool = False,
-                       caches=None):
+                       attention: attention_lib.Implementation = "auto", caches=None):
     """Run `depth` blocks named {prefix}_0.. inside the calling compact module: [B, N, D] -> [B, N, D].
 
     Block l (0-based) initialises attn.proj and mlp.fc2 with std 0.02 / sqrt(2 (l + 1)) (V-JEPA 2's depth rescale).
+    attention: the attention kernel (models/attention.py; the same numbers from every kernel).
     caches: None, or one (keys, values) per block (Attention's cache); then returns (x, the updated caches).
     """
     block_cls = nn.remat(Block) if remat else Block
     updated = []
     for layer in range(depth):
-        x = block_cls(num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5,
+        x = block_cls(num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5, attention,
                       name=f"{prefix}_{layer}")(x, coords, mask, None if caches is None else caches[layer])
         if caches is not None:
             x, cache = x
@@ -220,6 +223,7 @@ class VisionTransformer(nn.Module):
     rope_pairing: posemb.RopePairing = "repeat"
     uniform_power: bool = True
     remat: bool = False
+    attention: attention_lib.Implementation = "auto"
 
     @nn.compact
     def __call__(self, video, keep=None):
@@ -241,7 +245,7 @@ class VisionTransformer(nn.Module):
             coords = posemb.token_coordinates(keep, grid)
         x = transformer_blocks(x, coords, prefix="blocks", depth=dims.depth, num_heads=dims.num_heads,
                                mlp_dim=dims.mlp_dim, rope=self.pos_embedding == "rope",
-                               rope_pairing=self.rope_pairing, remat=self.remat)
+                               rope_pairing=self.rope_pairing, remat=self.remat, attention=self.attention)
         return layer_norm("norm")(x)
 
 

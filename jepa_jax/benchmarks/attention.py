@@ -1,0 +1,97 @@
+r"""Attention kernel times, printed as JSON: forward and forward + backward of each `model.attention` kernel that
+runs on this backend, and of torch's scaled_dot_product_attention on the same arrays when torch is installed
+(the `interop` extra), measured alternately in one run.
+
+    python -m jepa_jax.benchmarks.attention                          # V-JEPA 2 ViT-tiny at 16 x 224^2: 1,568 tokens
+    python -m jepa_jax.benchmarks.attention --tokens 4096 --heads 16 --batch 1
+
+One JSON line per kernel: median and min milliseconds over --repeats calls after a compiling/warm-up call, the
+ratio to the XLA kernel and, with torch, to torch's (its thread count, torch.get_num_threads(), is printed).
+"""
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from jepa_jax.models import attention
+
+_BATCH = flags.DEFINE_integer("batch", 2, "Clips.")
+_TOKENS = flags.DEFINE_integer("tokens", 1568, "Tokens per clip (queries = keys).")
+_HEADS = flags.DEFINE_integer("heads", 3, "Heads.")
+_HEAD_DIM = flags.DEFINE_integer("head_dim", 64, "Channels per head.")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per kernel and pass.")
+
+
+def _median_min_ms(fn, repeats: int) -> tuple[float, float]:
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return round(1e3 * float(np.median(times)), 2), round(1e3 * float(np.min(times)), 2)
+
+
+def jax_kernels(q, k, v) -> dict:
+    """{kernel: (forward, forward + backward) callables} for the kernels this backend runs as asked."""
+    kernels = {}
+    for kind in ("xla", "blocked", "cudnn"):
+        if attention.resolve(kind, q.shape[1], q.dtype) != kind:
+            continue
+        forward = jax.jit(lambda q, k, v, kind=kind: attention.dot_product_attention(q, k, v, None, kind))
+        loss = lambda q, k, v, kind=kind: jnp.sum(attention.dot_product_attention(q, k, v, None, kind))
+        backward = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+        kernels[kind] = (lambda f=forward: jax.block_until_ready(f(q, k, v)),
+                         lambda f=backward: jax.block_until_ready(f(q, k, v)))
+    return kernels
+
+
+def torch_kernel(q, k, v):
+    """torch SDPA (forward, forward + backward) on copies of q, k, v, or None without torch."""
+    try:
+        import torch  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        return None
+    tq, tk, tv = (torch.from_numpy(np.array(x)).transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def forward():
+        with torch.no_grad():
+            sdpa(tq, tk, tv)
+
+    def backward():
+        sdpa(tq, tk, tv).sum().backward()
+    return forward, backward
+
+
+def main(_) -> None:
+    shape = (_BATCH.value, _TOKENS.value, _HEADS.value, _HEAD_DIM.value)
+    keys = jax.random.split(jax.random.key(0), 3)
+    q, k, v = (jax.random.normal(key, shape, jnp.float32) for key in keys)
+    kernels = jax_kernels(q, k, v)
+    torch_fns = torch_kernel(q, k, v)
+    if torch_fns is not None:
+        kernels["torch_sdpa"] = torch_fns
+    rows = {name: {"kernel": name, "shape_bnhd": list(shape), "backend": jax.default_backend()} for name in kernels}
+    for pass_index, pass_name in enumerate(("forward", "forward_backward")):
+        for name, fns in kernels.items():  # alternating kernels within each pass
+            rows[name][f"{pass_name}_ms_median"], rows[name][f"{pass_name}_ms_min"] = _median_min_ms(
+                fns[pass_index], _REPEATS.value)
+    if torch_fns is not None:
+        import torch  # pylint: disable=g-import-not-at-top
+        rows["torch_sdpa"]["torch_threads"] = torch.get_num_threads()
+    for row in rows.values():
+        for pass_name in ("forward", "forward_backward"):
+            for reference in ("xla", "torch_sdpa"):
+                if reference in rows:
+                    row[f"{pass_name}_ratio_to_{reference}"] = round(
+                        row[f"{pass_name}_ms_median"] / rows[reference][f"{pass_name}_ms_median"], 3)
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,84 @@
+"""Attention kernels: the blocked path equals the XLA one (values and gradients), the choice by backend, and the
+model.attention switch reaching every block."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa_jax import config as config_lib
+from jepa_jax.models import attention, vit
+
+
+def reference_attention(q, k, v, mask):
+    """Plain numpy softmax attention: q [B, N, h, Dh], k/v [B, M, h, Dh], mask [B, 1|h, N, M] or None."""
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    scores = np.einsum("bnhd,bmhd->bhnm", q, k) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = np.where(np.asarray(mask), scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    return np.einsum("bhnm,bmhd->bnhd", weights, v)
+
+
+@pytest.fixture(name="small_blocks")
+def small_blocks_fixture(monkeypatch):
+    monkeypatch.setattr(attention, "QUERY_BLOCK", 16)  # 37 queries: 3 blocks of 13, 2 padded rows
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_blocked_attention_matches_the_reference_and_xla_with_gradients(small_blocks, masked):
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(2, 37, 3, 8)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(2, 45, 3, 8)), jnp.float32) for _ in range(2))  # 8 cached keys too
+    mask = None
+    if masked:  # causal over the 45 keys (the first 8 always visible), one [1, 1, N, M] mask as the AC predictor's
+        mask = jnp.asarray(np.arange(45)[None, :] <= np.arange(37)[:, None] + 8)[None, None]
+    blocked = attention.dot_product_attention(q, k, v, mask, "blocked")
+    chex.assert_shape(blocked, (2, 37, 3, 8))
+    np.testing.assert_allclose(blocked, reference_attention(q, k, v, mask), atol=1e-5)
+    loss = lambda kind: lambda *qkv: jnp.sum(jnp.sin(attention.dot_product_attention(*qkv, mask, kind)))
+    grads = jax.grad(loss("blocked"), argnums=(0, 1, 2))(q, k, v)
+    expected = jax.grad(loss("xla"), argnums=(0, 1, 2))(q, k, v)
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_auto_blocks_long_sequences_on_cpu_and_cudnn_falls_back_with_a_warning(monkeypatch):
+    assert jax.default_backend() == "cpu"
+    n = attention.QUERY_BLOCK
+    assert attention.resolve("auto", n, jnp.float32) == "xla"
+    assert attention.resolve("auto", n + 1, jnp.float32) == "blocked"
+    assert attention.resolve("xla", n + 1, jnp.float32) == "xla"
+    warnings = []
+    monkeypatch.setattr(attention.logging, "warning", warnings.append)
+    attention._warn_once.cache_clear()  # pylint: disable=protected-access
+    assert attention.resolve("cudnn", n + 1, jnp.bfloat16) == "blocked"
+    assert attention.resolve("cudnn", n + 1, jnp.bfloat16) == "blocked"
+    assert warnings == ["model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: cpu, bfloat16); using "
+                        "'blocked'"]  # once
+    with pytest.raises(ValueError, match=r"model.attention='flash': choose one of \['auto', 'xla', 'blocked', "):
+        attention.resolve("flash", n, jnp.float32)
+
+
+def test_model_attention_switch_reaches_every_block(small_blocks, monkeypatch, smoke_config):
+    calls = []
+    blocked = attention._blocked  # pylint: disable=protected-access
+    monkeypatch.setattr(attention, "_blocked", lambda *args: calls.append(1) or blocked(*args))
+    video = jnp.asarray(np.random.default_rng(1).normal(size=(1, 4, 32, 32, 3)), jnp.float32)  # 2 x 4 x 4 tokens
+    outputs = {}
+    for kind in ("xla", "blocked"):
+        smoke_config.model.update(attention=kind, patch_size=8)
+        encoder = config_lib.build_encoder(smoke_config)
+        params = encoder.init(jax.random.key(0), video)
+        calls.clear()
+        outputs[kind] = encoder.apply(params, video)
+        assert len(calls) == (vit.get_size(encoder.size).depth if kind == "blocked" else 0)
+    np.testing.assert_allclose(outputs["blocked"], outputs["xla"], atol=1e-5)
+
+
+def test_unknown_attention_is_a_config_error(smoke_config):
+    smoke_config.model.attention = "flash"
+    with pytest.raises(ValueError, match=r"config.model.attention='flash' is not valid: choose one of"):
+        config_lib.validate(smoke_config)
