@@ -24,6 +24,7 @@ _TOKENS = flags.DEFINE_integer("tokens", 1568, "Tokens per clip (queries = keys)
 _HEADS = flags.DEFINE_integer("heads", 3, "Heads.")
 _HEAD_DIM = flags.DEFINE_integer("head_dim", 64, "Channels per head.")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per kernel and pass.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Dtype of q, k, v (cudnn needs bfloat16).")
 
 
 def _median_min_ms(fn, repeats: int) -> tuple[float, float]:
@@ -56,27 +57,34 @@ def torch_kernel(q, k, v):
         import torch  # pylint: disable=g-import-not-at-top
     except ImportError:
         return None
-    tq, tk, tv = (torch.from_numpy(np.array(x)).transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    dtype = getattr(torch, jnp.dtype(q.dtype).name)
+    tq, tk, tv = (torch.from_numpy(np.asarray(x, np.float32)).to(device, dtype).transpose(1, 2).contiguous()
+                  .requires_grad_() for x in (q, k, v))
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
 
     def forward():
         with torch.no_grad():
             sdpa(tq, tk, tv)
+        sync()
 
     def backward():
         sdpa(tq, tk, tv).sum().backward()
+        sync()
     return forward, backward
 
 
 def main(_) -> None:
     shape = (_BATCH.value, _TOKENS.value, _HEADS.value, _HEAD_DIM.value)
     keys = jax.random.split(jax.random.key(0), 3)
-    q, k, v = (jax.random.normal(key, shape, jnp.float32) for key in keys)
+    q, k, v = (jax.random.normal(key, shape, _DTYPE.value) for key in keys)
     kernels = jax_kernels(q, k, v)
     torch_fns = torch_kernel(q, k, v)
     if torch_fns is not None:
         kernels["torch_sdpa"] = torch_fns
-    rows = {name: {"kernel": name, "shape_bnhd": list(shape), "backend": jax.default_backend()} for name in kernels}
+    rows = {name: {"kernel": name, "shape_bnhd": list(shape), "dtype": _DTYPE.value, "backend": jax.default_backend()}
+            for name in kernels}
     for pass_index, pass_name in enumerate(("forward", "forward_backward")):
         for name, fns in kernels.items():  # alternating kernels within each pass
             rows[name][f"{pass_name}_ms_median"], rows[name][f"{pass_name}_ms_min"] = _median_min_ms(
