@@ -10,13 +10,13 @@ ratio to the XLA kernel and, with torch, to torch's (its thread count, torch.get
 """
 
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from jepa_jax.benchmarks import timing
 from jepa_jax.models import attention
 
 _BATCH = flags.DEFINE_integer("batch", 2, "Clips.")
@@ -28,13 +28,8 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Dtype o
 
 
 def _median_min_ms(fn, repeats: int) -> tuple[float, float]:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return round(1e3 * float(np.median(times)), 2), round(1e3 * float(np.min(times)), 2)
+    _, seconds = timing.time_calls(lambda _: fn(), repeats)
+    return round(1e3 * float(np.median(seconds)), 2), round(1e3 * float(np.min(seconds)), 2)
 
 
 def jax_kernels(q, k, v) -> dict:
@@ -52,7 +47,8 @@ def jax_kernels(q, k, v) -> dict:
 
 
 def torch_kernel(q, k, v):
-    """torch SDPA (forward, forward + backward) on copies of q, k, v, or None without torch."""
+    """torch SDPA (forward, forward + backward) on copies of q, k, v and torch's CPU thread count, or None
+    without torch."""
     try:
         import torch  # pylint: disable=g-import-not-at-top
     except ImportError:
@@ -72,7 +68,7 @@ def torch_kernel(q, k, v):
     def backward():
         sdpa(tq, tk, tv).sum().backward()
         sync()
-    return forward, backward
+    return (forward, backward), torch.get_num_threads()
 
 
 def main(_) -> None:
@@ -80,18 +76,17 @@ def main(_) -> None:
     keys = jax.random.split(jax.random.key(0), 3)
     q, k, v = (jax.random.normal(key, shape, _DTYPE.value) for key in keys)
     kernels = jax_kernels(q, k, v)
-    torch_fns = torch_kernel(q, k, v)
-    if torch_fns is not None:
-        kernels["torch_sdpa"] = torch_fns
+    torch_side = torch_kernel(q, k, v)
+    if torch_side is not None:
+        kernels["torch_sdpa"] = torch_side[0]
     rows = {name: {"kernel": name, "shape_bnhd": list(shape), "dtype": _DTYPE.value, "backend": jax.default_backend()}
             for name in kernels}
     for pass_index, pass_name in enumerate(("forward", "forward_backward")):
         for name, fns in kernels.items():  # alternating kernels within each pass
             rows[name][f"{pass_name}_ms_median"], rows[name][f"{pass_name}_ms_min"] = _median_min_ms(
                 fns[pass_index], _REPEATS.value)
-    if torch_fns is not None:
-        import torch  # pylint: disable=g-import-not-at-top
-        rows["torch_sdpa"]["torch_threads"] = torch.get_num_threads()
+    if torch_side is not None:
+        rows["torch_sdpa"]["torch_threads"] = torch_side[1]
     for row in rows.values():
         for pass_name in ("forward", "forward_backward"):
             for reference in ("xla", "torch_sdpa"):

@@ -9,7 +9,6 @@ energy is the one `jepa-jax plan` uses (evals.plan.LatentEnergy: attention-cache
 """
 
 import json
-import time
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +16,7 @@ import numpy as np
 from absl import app, flags
 
 from jepa_jax import config as config_lib, planning
+from jepa_jax.benchmarks import timing
 from jepa_jax.data import trajectories
 from jepa_jax.evals import plan
 
@@ -62,14 +62,7 @@ def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, bat
             energy_fn, problems, keys, mean, std, settings=settings, low=low, high=high,
             shared={"params": model.params["predictor"]}))
 
-    started = time.perf_counter()
-    replan(0)
-    compile_s = time.perf_counter() - started
-    seconds = []
-    for seed in range(1, repeats + 1):
-        started = time.perf_counter()
-        replan(seed)
-        seconds.append(time.perf_counter() - started)
+    compile_s, seconds = timing.time_calls(replan, repeats)  # seed 0 compiles
     return {"episodes": batch, "compile_s": round(compile_s, 2), "replan_s_median": round(float(np.median(seconds)), 4),
             "replan_s_min": round(min(seconds), 4),
             "sequences_per_s": round(batch * settings.num_samples * settings.iterations / float(np.median(seconds)))}
