@@ -40,7 +40,11 @@ def random_world_model(config_spec: str) -> plan.WorldModel:
     action_dim = config.ac.action_dim // config.ac.frameskip
     stats = trajectories.TrajectoryStats(zeros(action_dim), ones(action_dim), zeros(config.ac.proprio_dim),
                                               ones(config.ac.proprio_dim))
-    return plan.WorldModel(config, encoder, predictor, params, stats, None, f"random:{config_spec}")
+    moments = None
+    if config.ac.state_norm == "batch":  # unit moments [P, D], as the actions and proprio get
+        shape = (int(np.prod(config_lib.ac_state_grid(config))), config_lib.encoder_size(config).width)
+        moments = (jnp.zeros(shape), jnp.ones(shape))
+    return plan.WorldModel(config, encoder, predictor, params, stats, None, f"random:{config_spec}", moments)
 
 
 def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, batch: int, repeats: int) -> dict:
