@@ -5,8 +5,9 @@ Action: the offset (dx, dy) in [-MAX_OFFSET, MAX_OFFSET] of the agent's target f
 control step). The target is clipped to the table (gym_pusht's absolute action box, [0, 512]^2): gym_pusht's agent
 is a kinematic body that walls do not stop, and unclipped offsets walked it off the table (37 % of the frames of
 1000 collected episodes, where the pixels show no agent). Relative actions make "stay" the zero action, where a
-planner's search starts; with gym_pusht's absolute targets a fresh plan's samples jump across the table (an oracle planning with the simulator itself reached
-none of 20 goals with absolute targets, CEM 64 x 5, and 11 of 12 with offsets, CEM 100 x 10).
+planner's search starts; with gym_pusht's absolute targets a fresh plan's samples jump across the table (an oracle
+planning with the simulator itself reached none of 20 goals with absolute targets, CEM 64 x 5, and 11 of 12 with
+offsets, CEM 100 x 10).
 Proprio: the agent's position (2). State: (agent_x, agent_y, block_x, block_y, block_angle) (5), gym_pusht's own
 state layout with the angle in [0, 2π); it holds no velocities, so `set_state` starts both bodies at rest. The
 pixels also show gym_pusht's fixed green goal T (the same in every episode, unrelated to the goals planners are
