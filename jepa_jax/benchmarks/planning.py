@@ -17,7 +17,6 @@ from absl import app, flags
 
 from jepa_jax import config as config_lib, planning
 from jepa_jax.benchmarks import timing
-from jepa_jax.data import trajectories
 from jepa_jax.evals import plan
 
 _MODEL = flags.DEFINE_string("model", None, "An `ac` run directory (default: experiments/configs/pusht_ac.py's "
@@ -25,26 +24,6 @@ _MODEL = flags.DEFINE_string("model", None, "An `ac` run directory (default: exp
 _CONFIG = flags.DEFINE_string("config", "experiments/configs/pusht_ac.py", "Config of the random-weight model.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed replans per variant.")
 _BATCH = flags.DEFINE_integer("batch", 10, "Episodes of the batched variant.")
-
-
-def random_world_model(config_spec: str) -> plan.WorldModel:
-    """The architecture of a config with random weights and unit normalisation (timing only)."""
-    config = config_lib.load_spec(config_spec)
-    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
-    size = config.ac.image_size
-    clips = jnp.zeros((1, config.model.tubelet_size, size, size, 3))
-    params = {"encoder": encoder.init(jax.random.key(0), clips)["params"],
-              "predictor": predictor.init(jax.random.key(1), *config_lib.predictor_inputs(config))["params"]}
-    ones = lambda n: np.ones(n, np.float32)
-    zeros = lambda n: np.zeros(n, np.float32)
-    action_dim = config.ac.action_dim // config.ac.frameskip
-    stats = trajectories.TrajectoryStats(zeros(action_dim), ones(action_dim), zeros(config.ac.proprio_dim),
-                                              ones(config.ac.proprio_dim))
-    moments = None
-    if config.ac.state_norm == "batch":  # unit moments [P, D], as the actions and proprio get
-        shape = (int(np.prod(config_lib.ac_state_grid(config))), config_lib.encoder_size(config).width)
-        moments = (jnp.zeros(shape), jnp.ones(shape))
-    return plan.WorldModel(config, encoder, predictor, params, stats, None, f"random:{config_spec}", moments)
 
 
 def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, batch: int, repeats: int) -> dict:
@@ -74,7 +53,7 @@ def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, bat
 
 def main(argv) -> None:
     del argv
-    model = plan.load_world_model(_MODEL.value) if _MODEL.value else random_world_model(_CONFIG.value)
+    model = plan.load_world_model(_MODEL.value) if _MODEL.value else plan.random_world_model(_CONFIG.value)
     settings = planning.CEM_DINO_WM_PUSHT
     predictor = model.config.ac.predictor
     print(json.dumps({"benchmark": "planning", "model": model.source, "backend": jax.default_backend(),

@@ -171,6 +171,26 @@ def load_world_model(path: str, *, step: int | None = None, data: str | None = N
     return model
 
 
+def random_world_model(config_spec: str) -> WorldModel:
+    """The architecture of a config with random weights and unit normalisation (timing only)."""
+    config = config_lib.load_spec(config_spec)
+    encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
+    size = config.ac.image_size
+    clips = jnp.zeros((1, config.model.tubelet_size, size, size, 3))
+    params = {"encoder": encoder.init(jax.random.key(0), clips)["params"],
+              "predictor": predictor.init(jax.random.key(1), *config_lib.predictor_inputs(config))["params"]}
+    ones = lambda n: np.ones(n, np.float32)
+    zeros = lambda n: np.zeros(n, np.float32)
+    action_dim = config.ac.action_dim // config.ac.frameskip
+    stats = trajectories.TrajectoryStats(zeros(action_dim), ones(action_dim), zeros(config.ac.proprio_dim),
+                                         ones(config.ac.proprio_dim))
+    moments = None
+    if config.ac.state_norm == "batch":  # unit moments [P, D], as the actions and proprio get
+        shape = (int(np.prod(config_lib.ac_state_grid(config))), config_lib.encoder_size(config).width)
+        moments = (jnp.zeros(shape), jnp.ones(shape))
+    return WorldModel(config, encoder, predictor, params, stats, None, f"random:{config_spec}", moments)
+
+
 # --------------------------------------------------------------------------------------------- episodes and goals
 
 def _replay(env: envs_lib.Env, env_seed: int, actions: np.ndarray) -> envs_lib.Observation:

@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+import chex
 import numpy as np
 import pytest
 from PIL import Image
@@ -215,3 +216,11 @@ def test_summary_counts_successes_per_goal_policy():
 def test_plan_cli_proprio_weight_default_is_the_librarys():
     from jepa_jax import cli  # pylint: disable=g-import-not-at-top
     assert cli._PROPRIO_WEIGHT.default == plan.DEFAULT_PROPRIO_WEIGHT  # pylint: disable=protected-access
+
+
+def test_random_world_model_encodes_with_unit_moments_for_batch_normalised_states():
+    model = plan.random_world_model("experiments/configs/pusht_ac.py:smoke")
+    assert model.config.ac.state_norm == "batch"
+    size = model.image_size
+    frames = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    chex.assert_tree_all_finite(model.encode(frames))
