@@ -11,6 +11,7 @@
   import         jepa_jax.export.import_weights(...)
   extract        jepa_jax.pretrained.extract(...)
   plan           jepa_jax.evals.plan.evaluate(jepa_jax.evals.plan.load_world_model(...), ...)
+  bench          jepa_jax.benchmarks.bench.run(config, what, ...)
 
 The VERBS table below drives both help (`jepa-jax --help`, `jepa-jax VERB --help`: a verb's flags, defaults and
 an example) and dispatch, which rejects another verb's flags in one line. Flags are absl flags; `--config` and
@@ -88,6 +89,10 @@ _PROPRIO_WEIGHT = flags.DEFINE_float("proprio_weight", 10.0, "Weight of the pred
 _BASELINES = flags.DEFINE_bool("baselines", True, "Also run random actions and the simulator oracle.")
 _ORACLE_EPISODES = flags.DEFINE_integer("oracle_episodes", 20, "Episodes of the simulator oracle (the first ones; "
                                         "it simulates every candidate, so it is the slowest).")
+_WHAT = flags.DEFINE_list("what", ["step"], "Measurements: step, attention, data, plan, checkpoint.")
+_COMPARE = flags.DEFINE_string("compare", "none", "none, or torch: time the PyTorch reference (transformers' "
+                               "VJEPA2Model modules, the `interop` extra) on the same batch and weights.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement, after a compiling/warm-up call.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
@@ -202,6 +207,14 @@ def _plan() -> None:
                       "report": os.path.join(out, "plan_report.md")}))
 
 
+def _bench() -> None:
+    from jepa_jax.benchmarks import bench  # pylint: disable=g-import-not-at-top
+    bench.check(_WHAT.value, _COMPARE.value)  # before the config is built
+    for result in bench.run(_CONFIG.value, _WHAT.value, compare=_COMPARE.value, repeats=_REPEATS.value,
+                            manifest=_DATA.value, model=_MODEL.value):
+        print(json.dumps(result), flush=True)
+
+
 class Verb(NamedTuple):
     """A `jepa-jax` verb: what `--help` prints for it, and `run(*args)` with its positional arguments."""
     name: str
@@ -264,6 +277,11 @@ VERBS = (
           "data": "The trajectory folder the model trained on (its meta.json normalises actions and proprio; "
                   "default: the run's config.data.trajectories).",
           "model": "A `jepa-jax train` run directory of an action-conditioned model (objective ac)."}),
+    Verb("bench", "Speed of a config: train step (vs PyTorch), attention, data, planning, checkpoint stall; JSON.",
+         (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model"),
+         "jepa-jax bench --config experiments/configs/bench_vjepa2.py:tiny224 --what step --compare torch", _bench,
+         {"data": "--what data: a video manifest to decode (default: generated test videos).",
+          "model": "--what plan: an `ac` run directory (default: the config's architecture, random weights)."}),
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
           "data": "Look at the videos of a manifest, decode them once for training, or collect environment "

@@ -19,6 +19,7 @@ POS_EMBEDDINGS = ("rope", "sincos")
 DATA_SOURCES = ("balls", "video", "packed", "trajectories")
 AC_ENCODERS = ("frozen", "joint")
 AC_ROLLOUT_PROPRIO = ("recorded", "predicted")
+DTYPES = ("float32", "bfloat16")
 
 
 def load_module(path: str):
@@ -146,6 +147,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config.model.pos_embedding, "model.pos_embedding", POS_EMBEDDINGS)
     _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
     _choice(config.model.attention, "model.attention", attention.IMPLEMENTATIONS)
+    _choice(config.model.dtype, "model.dtype", DTYPES)
     _choice(config.loss.kind, "loss.kind", LOSSES)
     _choice(config.data.source, "data.source", DATA_SOURCES)
     _choice(config.train.on_nonfinite, "train.on_nonfinite", ("stop", "skip"))
@@ -183,6 +185,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _validate_ac(config) -> None:
     """The action-conditioned world model (objective "ac") trains on trajectories, without masks."""
     ac = config.ac
+    if config.model.dtype != "float32":
+        raise ValueError(f"config.model.dtype={config.model.dtype!r}: mixed precision covers the JEPA objectives "
+                         f"(ema, sigreg); objective 'ac' runs in float32: set --config.model.dtype=float32")
     if config.data.source != "trajectories":
         raise ValueError(f"config.objective='ac' trains on trajectories, not config.data.source="
                          f"{config.data.source!r}: set --config.data.source=trajectories")
@@ -292,7 +297,7 @@ def build_encoder(config) -> vit.VisionTransformer:
     m = config.model
     return vit.VisionTransformer(size=encoder_size(config), patch_size=m.patch_size, tubelet_size=m.tubelet_size,
                                  pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
-                                 attention=m.attention)
+                                 attention=m.attention, dtype=m.dtype)
 
 
 def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
@@ -308,7 +313,7 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
                                depth=m.predictor.depth, num_heads=m.predictor.num_heads,
                                mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=num_mask_tokens(config),
                                pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
-                               attention=m.attention)
+                               attention=m.attention, dtype=m.dtype)
 
 
 def predictor_inputs(config) -> tuple:

@@ -30,6 +30,9 @@ def base_config() -> ml_collections.ConfigDict:
         size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat", remat=False,
         # The attention kernel (models/attention.py): auto, xla, blocked or cudnn.
         attention="auto",
+        # Compute dtype: float32, or bfloat16 (mixed precision: bf16 activations and matmuls; parameters, optimizer
+        # state, normalisation statistics, softmax and losses stay float32).
+        dtype="float32",
         # size="custom": the encoder dimensions below (e.g. an imported checkpoint's); otherwise unused.
         custom=dict(width=0, depth=0, num_heads=0, mlp_dim=0),
         # num_mask_tokens=0: one learned mask token per mask config (V-JEPA); imported V-JEPA 2 weights have 10.
@@ -102,7 +105,7 @@ def _published_video_run(config, *, size: str, crop: int, frames: int, batch: in
     devices, probes off (no ground-truth states in videos)."""
     config.seed = seed
     config.objective = "ema"
-    config.model.update(size=size, patch_size=16, tubelet_size=2)
+    config.model.update(size=size, patch_size=16, tubelet_size=2, dtype="bfloat16")  # official: bf16 autocast
     config.data.source = "video"
     config.data.video.update(manifests=VIDEOMIX2M, frames_per_clip=frames, crop_size=crop)
     config.data.batch_size = batch
@@ -156,7 +159,6 @@ def vjepa1(size: str, crop: int) -> ml_collections.ConfigDict:
     90K iterations, warmup-cosine LR, increasing WD, EMA 0.998 -> 1.
 
     Known differences from the official run:
-    - compute is fp32 (official: bf16 autocast) until mixed precision lands in the engine;
     - grad_clip=10 clips the global norm of encoder + predictor together from step 0 (official: each module
       separately, and only after the 40 warmup epochs);
     - the three manifests are mixed with equal weights (official: uniform over the concatenated CSVs); set
@@ -179,7 +181,6 @@ def vjepa2(size: str, epochs: int) -> ml_collections.ConfigDict:
     warmup then constant LR, constant WD and EMA, weighted three-dataset mixture, activation checkpointing.
 
     Known differences from the official run (also for the cooldown):
-    - compute is fp32 (official: bf16 autocast) until mixed precision lands in the engine;
     - the predictor has one mask token per mask config (2); the official code builds 6 (2 masks x 3 clip-length
       groups) and, with every dataset at one clip length, trains token 0 for both masks;
     """
@@ -215,15 +216,16 @@ def ijepa(size: str, patch_size: int, crop: int) -> ml_collections.ConfigDict:
     """I-JEPA (ijepa:configs/in1k_vith14_ep300.yaml): images as one-frame clips, one context block and four target
     blocks predicted separately, smooth-L1 loss, 300 epochs of ImageNet-1k at batch 2048.
 
-    Known differences from the official run: compute is fp32 (official: bf16 autocast); positions are our 3D
-    sin-cos table on a one-frame grid (same frequencies per spatial axis, laid out as the V-JEPA table, not the
-    I-JEPA 2D one: only matters when porting weights); mask token counts are fixed per batch shape (see
-    masks.ImageMultiBlockMasker) instead of truncated to the batch minimum.
+    Known differences from the official run: positions are our 3D sin-cos table on a one-frame grid (same
+    frequencies per spatial axis, laid out as the V-JEPA table, not the I-JEPA 2D one: only matters when porting
+    weights); mask token counts are fixed per batch shape (see masks.ImageMultiBlockMasker) instead of truncated
+    to the batch minimum.
     """
     config = base_config()
     config.objective = "ema"
     config.loss.kind = "smooth_l1"
     config.model.update(size=size, patch_size=patch_size, tubelet_size=1, pos_embedding="sincos", remat=False,
+                        dtype="bfloat16",
                         predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.source = "video"  # image files go through the video loader as one-frame clips
     config.data.video.update(manifests=(IMAGENET_TRAIN,), frames_per_clip=1, frame_step=1, fps=0.0, crop_size=crop,

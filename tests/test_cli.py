@@ -24,6 +24,7 @@ VERB_FLAGS = {
     "extract": "--model --data --out --pool --batch_size --step --encoder",
     "plan": "--model --env --episodes --seed --out --step --data --planner --replans --execute --distance "
             "--proprio_weight --baselines --oracle_episodes",
+    "bench": "--config --what --compare --repeats --data --model",
 }
 
 
@@ -85,7 +86,7 @@ def test_help_of_train_export_and_data_pack(capsys):
 def test_overview_lists_every_verb(capsys):
     overview = cli_help(capsys, "--help")
     assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "data collect",
-                                      "export", "import", "extract", "plan"]
+                                      "export", "import", "extract", "plan", "bench"]
     for verb in cli.VERBS:
         assert verb.summary in overview
     assert "`jepa-jax VERB --help` shows" in overview
@@ -116,7 +117,7 @@ def test_examples_are_complete_command_lines(parse_flags, verb):
     found, args = cli._find_verb(parse_flags(argv)[1:])  # pylint: disable=protected-access
     assert found is verb
     cli._check(verb, args)  # pylint: disable=protected-access  # exits on a wrong or missing flag or argument
-    assert all(os.path.isfile(arg) for arg in argv if arg.startswith("experiments/"))
+    assert all(os.path.isfile(arg.partition(":")[0]) for arg in argv if arg.startswith("experiments/"))  # path[:arg]
 
 
 def test_wrong_or_missing_flag_is_a_one_line_error():

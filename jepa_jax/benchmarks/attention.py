@@ -1,30 +1,19 @@
-r"""Attention kernel times, printed as JSON: forward and forward + backward of each `model.attention` kernel that
-runs on this backend, and of torch's scaled_dot_product_attention on the same arrays when torch is installed
-(the `interop` extra), measured alternately in one run.
-
-    python -m jepa_jax.benchmarks.attention                          # V-JEPA 2 ViT-tiny at 16 x 224^2: 1,568 tokens
-    python -m jepa_jax.benchmarks.attention --tokens 4096 --heads 16 --batch 1
-
-One JSON line per kernel: median and min milliseconds over --repeats calls after a compiling/warm-up call, the
-ratio to the XLA kernel and, with torch, to torch's (its thread count, torch.get_num_threads(), is printed).
+"""Attention kernel times (`jepa-jax bench --what attention`): forward and forward + backward of each
+`model.attention` kernel that runs on this backend and, with torch installed (the `interop` extra), of torch's
+scaled_dot_product_attention on the same arrays, measured alternately in one run. One dict per kernel: median and
+min milliseconds over `repeats` calls after a compiling/warm-up call, the ratio to the XLA kernel and to torch's
+(whose thread count, torch.get_num_threads(), is given).
 """
 
-import json
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
 
+from jepa_jax import config as config_lib
 from jepa_jax.benchmarks import timing
 from jepa_jax.models import attention
-
-_BATCH = flags.DEFINE_integer("batch", 2, "Clips.")
-_TOKENS = flags.DEFINE_integer("tokens", 1568, "Tokens per clip (queries = keys).")
-_HEADS = flags.DEFINE_integer("heads", 3, "Heads.")
-_HEAD_DIM = flags.DEFINE_integer("head_dim", 64, "Channels per head.")
-_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per kernel and pass.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Dtype of q, k, v (cudnn needs bfloat16).")
 
 
 def _median_min_ms(fn, repeats: int) -> tuple[float, float]:
@@ -36,7 +25,7 @@ def jax_kernels(q, k, v) -> dict:
     """{kernel: (forward, forward + backward) callables} for the kernels this backend runs as asked."""
     kernels = {}
     for kind in ("xla", "blocked", "cudnn"):
-        if attention.resolve(kind, q.shape[1], q.dtype) != kind:
+        if attention.resolve(kind, q.dtype) != kind:
             continue
         forward = jax.jit(lambda q, k, v, kind=kind: attention.dot_product_attention(q, k, v, None, kind))
         loss = lambda q, k, v, kind=kind: jnp.sum(attention.dot_product_attention(q, k, v, None, kind))
@@ -71,20 +60,28 @@ def torch_kernel(q, k, v):
     return (forward, backward), torch.get_num_threads()
 
 
-def main(_) -> None:
-    shape = (_BATCH.value, _TOKENS.value, _HEADS.value, _HEAD_DIM.value)
+def encoder_shape(config) -> tuple[int, int, int, int]:
+    """(batch, tokens, heads, head dim) of the config's encoder attention on whole clips."""
+    size = config_lib.encoder_size(config)
+    return (config.data.batch_size, math.prod(config_lib.token_grid(config)), size.num_heads,
+            size.width // size.num_heads)
+
+
+def kernel_times(shape: tuple[int, int, int, int], dtype: str = "float32", repeats: int = 7,
+                 with_torch: bool = True) -> list[dict]:
+    """One dict per kernel at q = k = v of `shape` [B, N, h, Dh] (see the module docstring)."""
     keys = jax.random.split(jax.random.key(0), 3)
-    q, k, v = (jax.random.normal(key, shape, _DTYPE.value) for key in keys)
+    q, k, v = (jax.random.normal(key, shape, dtype) for key in keys)
     kernels = jax_kernels(q, k, v)
-    torch_side = torch_kernel(q, k, v)
+    torch_side = torch_kernel(q, k, v) if with_torch else None
     if torch_side is not None:
         kernels["torch_sdpa"] = torch_side[0]
-    rows = {name: {"kernel": name, "shape_bnhd": list(shape), "dtype": _DTYPE.value, "backend": jax.default_backend()}
-            for name in kernels}
+    rows = {name: {"measure": "attention", "kernel": name, "shape_bnhd": list(shape), "dtype": dtype,
+                   "backend": jax.default_backend()} for name in kernels}
     for pass_index, pass_name in enumerate(("forward", "forward_backward")):
         for name, fns in kernels.items():  # alternating kernels within each pass
             rows[name][f"{pass_name}_ms_median"], rows[name][f"{pass_name}_ms_min"] = _median_min_ms(
-                fns[pass_index], _REPEATS.value)
+                fns[pass_index], repeats)
     if torch_side is not None:
         rows["torch_sdpa"]["torch_threads"] = torch_side[1]
     for row in rows.values():
@@ -93,8 +90,4 @@ def main(_) -> None:
                 if reference in rows:
                     row[f"{pass_name}_ratio_to_{reference}"] = round(
                         row[f"{pass_name}_ms_median"] / rows[reference][f"{pass_name}_ms_median"], 3)
-        print(json.dumps(row))
-
-
-if __name__ == "__main__":
-    app.run(main)
+    return list(rows.values())

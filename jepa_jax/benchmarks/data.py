@@ -1,8 +1,7 @@
-r"""Host data-pipeline throughput, printed as JSON: clips/s per core for our decoder and the official approach.
+"""Host data-pipeline throughput (`jepa-jax bench --what data [--data train.csv]`): clips/s per core for our
+decoder and the official approach.
 
-    python -m jepa_jax.benchmarks.data [--manifest train.csv] [--clips 64]
-
-Without --manifest it writes 256p h264 test videos (10 s at 30 fps, keyframe every 250 frames, like typical
+Without a manifest it writes 256p h264 test videos (10 s at 30 fps, keyframe every 250 frames, like typical
 web video) to a temporary folder. Each measured clip is the V-JEPA 2 pretraining recipe on one core: 16 frames at
 4 fps, random-resized crop to 224 shared by all frames, horizontal flip, short- and long-range masks for a batch
 of one. Variants:
@@ -18,13 +17,9 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
 
 from jepa_jax import masks as masks_lib
 from jepa_jax.data import packed, sources, transforms, video
-
-_MANIFEST = flags.DEFINE_string("manifest", None, "Video manifest to read (default: generated 256p videos).")
-_CLIPS = flags.DEFINE_integer("clips", 48, "Clips per variant.")
 
 
 def write_test_videos(directory: str, count: int = 4) -> list[str]:
@@ -76,30 +71,24 @@ def measure(paths: list[str], num_clips: int, variant: str, packed_source=None) 
     return num_clips / (time.perf_counter() - started)
 
 
-def main(argv) -> None:
-    del argv
+def host_pipeline(manifest: str | None = None, clips: int = 48) -> dict:
+    """Clips/s per core of each variant over `clips` clips of `manifest` (default: generated test videos), and
+    each variant's speed-up over the official style."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
-        if _MANIFEST.value:
-            manifest = _MANIFEST.value
-        else:
-            manifest = os.path.join(tmp, "bench.csv")
-            with open(manifest, "w", encoding="utf-8") as f:
+        if manifest is None:
+            generated = os.path.join(tmp, "bench.csv")
+            with open(generated, "w", encoding="utf-8") as f:
                 f.write("".join(f"{p} 0\n" for p in write_test_videos(tmp)))
-        paths = [e.path for e in sources.read_manifest(manifest)]
-        packed.pack_manifest(manifest, os.path.join(tmp, "packed"), frames_per_clip=16, short_side=256,
+        paths = [e.path for e in sources.read_manifest(manifest or generated)]
+        packed.pack_manifest(manifest or generated, os.path.join(tmp, "packed"), frames_per_clip=16, short_side=256,
                              target_fps=4)
         packed_source = packed.PackedClipSource(os.path.join(tmp, "packed"))
         measure(paths, 2, "ours_seek_decode")  # warm-up (imports, codec init)
-        rates = {"ours_seek_decode": measure(paths, _CLIPS.value, "ours_seek_decode"),
-                 "packed_array_record": measure(paths, _CLIPS.value, "packed", packed_source),
-                 "official_style_full_decode": measure(paths, max(4, _CLIPS.value // 4), "official_style")}
-    print(json.dumps({"benchmark": "data_pipeline_per_core", "clip": "16 frames @ 4 fps, 224 crop, flip, masks",
-                      "videos": _MANIFEST.value or "generated 456x256 h264, 300 frames @ 30 fps, keyframe every 250",
-                      "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
-                      "speedup_vs_official": {k: round(v / rates["official_style_full_decode"], 2)
-                                              for k, v in rates.items()}}))
-
-
-if __name__ == "__main__":
-    app.run(main)
+        rates = {"ours_seek_decode": measure(paths, clips, "ours_seek_decode"),
+                 "packed_array_record": measure(paths, clips, "packed", packed_source),
+                 "official_style_full_decode": measure(paths, max(4, clips // 4), "official_style")}
+    return {"measure": "data", "clip": "16 frames @ 4 fps, 224 crop, flip, masks",
+            "videos": manifest or "generated 456x256 h264, 300 frames @ 30 fps, keyframe every 250",
+            "clips_per_s": {k: round(v, 2) for k, v in rates.items()},
+            "speedup_vs_official": {k: round(v / rates["official_style_full_decode"], 2) for k, v in rates.items()}}

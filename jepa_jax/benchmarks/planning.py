@@ -1,30 +1,17 @@
-r"""Planning latency of one replan, printed as JSON: CEM at DINO-WM's PushT budget (300 samples x 30 iterations x
-horizon 5) on the world model of a run, for one episode (what a robot waits for) and for a batch of episodes.
-
-    python -m jepa_jax.benchmarks.planning --model runs/pusht_ac      # a trained `ac` run
-    python -m jepa_jax.benchmarks.planning                            # the shipped PushT architecture, random weights
+"""Planning latency of one replan (`jepa-jax bench --what plan`): CEM at DINO-WM's PushT budget (300 samples x
+30 iterations x horizon 5) on the world model of a run, for one episode (what a robot waits for) and for a batch of
+episodes.
 
 Each variant is compiled once, then timed over --repeats replans on fresh keys (median and min seconds). The
 energy is the one `jepa-jax plan` uses (evals.plan.LatentEnergy: attention-cached rollout of the AC predictor).
 """
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
-
 from jepa_jax import config as config_lib, planning
 from jepa_jax.benchmarks import timing
 from jepa_jax.evals import plan
-
-_MODEL = flags.DEFINE_string("model", None, "An `ac` run directory (default: experiments/configs/pusht_ac.py's "
-                             "architecture with random weights).")
-_CONFIG = flags.DEFINE_string("config", "experiments/configs/pusht_ac.py", "Config of the random-weight model.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed replans per variant.")
-_BATCH = flags.DEFINE_integer("batch", 10, "Episodes of the batched variant.")
-
 
 def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, batch: int, repeats: int) -> dict:
     """Seconds per batched replan of `batch` episodes (one compile, then `repeats` timed calls)."""
@@ -51,18 +38,15 @@ def time_replans(model: plan.WorldModel, settings: planning.PlannerSettings, bat
             "sequences_per_s": round(batch * settings.num_samples * settings.iterations / float(np.median(seconds)))}
 
 
-def main(argv) -> None:
-    del argv
-    model = plan.load_world_model(_MODEL.value) if _MODEL.value else plan.random_world_model(_CONFIG.value)
+def replan_latency(model_dir: str | None, config, repeats: int = 5, batch: int = 10) -> dict:
+    """Replan latency of the `ac` run in `model_dir`, or of `config`'s architecture with random weights, for one
+    episode and for `batch` episodes."""
+    model = plan.load_world_model(model_dir) if model_dir else plan.random_world_model(config)
     settings = planning.CEM_DINO_WM_PUSHT
     predictor = model.config.ac.predictor
-    print(json.dumps({"benchmark": "planning", "model": model.source, "backend": jax.default_backend(),
-                      "planner": planning.describe(settings),
-                      "predictor": {"width": predictor.width, "depth": predictor.depth,
-                                    "state_tokens": int(np.prod(config_lib.ac_state_grid(model.config)))},
-                      "one_episode": time_replans(model, settings, 1, _REPEATS.value),
-                      "batched": time_replans(model, settings, _BATCH.value, _REPEATS.value)}))
-
-
-if __name__ == "__main__":
-    app.run(main)
+    return {"measure": "plan", "model": model.source, "backend": jax.default_backend(),
+            "planner": planning.describe(settings),
+            "predictor": {"width": predictor.width, "depth": predictor.depth,
+                          "state_tokens": int(np.prod(config_lib.ac_state_grid(model.config)))},
+            "one_episode": time_replans(model, settings, 1, repeats),
+            "batched": time_replans(model, settings, batch, repeats)}

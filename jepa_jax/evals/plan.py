@@ -171,9 +171,8 @@ def load_world_model(path: str, *, step: int | None = None, data: str | None = N
     return model
 
 
-def random_world_model(config_spec: str) -> WorldModel:
-    """The architecture of a config with random weights and unit normalisation (timing only)."""
-    config = config_lib.load_spec(config_spec)
+def random_world_model(config) -> WorldModel:
+    """The architecture of an `ac` config with random weights and unit normalisation (timing only)."""
     encoder, predictor = config_lib.build_encoder(config), config_lib.build_predictor(config)
     size = config.ac.image_size
     clips = jnp.zeros((1, config.model.tubelet_size, size, size, 3))
@@ -188,7 +187,7 @@ def random_world_model(config_spec: str) -> WorldModel:
     if config.ac.state_norm == "batch":  # unit moments [P, D], as the actions and proprio get
         shape = (int(np.prod(config_lib.ac_state_grid(config))), config_lib.encoder_size(config).width)
         moments = (jnp.zeros(shape), jnp.ones(shape))
-    return WorldModel(config, encoder, predictor, params, stats, None, f"random:{config_spec}", moments)
+    return WorldModel(config, encoder, predictor, params, stats, None, "random weights", moments)
 
 
 # --------------------------------------------------------------------------------------------- episodes and goals

@@ -1,12 +1,12 @@
 """Softmax attention kernels behind one function, chosen by `model.attention`.
 
 - "xla": jax.nn.dot_product_attention's XLA path (the whole [N, M] score matrix at once).
-- "blocked": the same arithmetic in head-major layout, at most `QUERY_BLOCK` queries at a time (lax.map), each
-  block rematerialised in the backward pass: the scores of one block ([B, h, <= QUERY_BLOCK, M]) are live
-  instead of all [B, h, N, M], which keeps long sequences in cache on CPU and bounds their memory.
+- "blocked": the same arithmetic in head-major layout, one tile at a time (lax.map): a group of heads x at most
+  `QUERY_BLOCK` queries x all keys, at most about SCORES_PER_TILE scores, each tile recomputed in the backward
+  pass. One tile's scores are live instead of all [B, h, N, M], which keeps them in cache on CPU and bounds the
+  memory of long sequences.
 - "cudnn": jax.nn.dot_product_attention's cuDNN (flash) kernel; GPU only, bf16/fp16 only.
-- "auto": cudnn on a GPU for bf16/fp16 inputs, blocked on other backends for sequences longer than
-  QUERY_BLOCK, else xla.
+- "auto": cudnn on a GPU for bf16/fp16 inputs, blocked on CPU, else xla.
 """
 
 import functools
@@ -19,6 +19,7 @@ from absl import logging
 Implementation = Literal["auto", "xla", "blocked", "cudnn"]
 IMPLEMENTATIONS = ("auto", "xla", "blocked", "cudnn")
 QUERY_BLOCK = 512
+SCORES_PER_TILE = 1_500_000  # about 6 MB of fp32 scores: a tile stays in cache on CPU
 _HALF = (jnp.bfloat16, jnp.float16)
 
 
@@ -33,13 +34,13 @@ def _warn_once(message: str) -> None:
     logging.warning(message)
 
 
-def resolve(implementation: str, num_queries: int, dtype) -> str:
-    """The kernel that runs: "auto" by backend, dtype and length; "cudnn" where it cannot run falls back (one
-    warning line)."""
+def resolve(implementation: str, dtype) -> str:
+    """The kernel that runs: "auto" by backend and dtype; "cudnn" where it cannot run falls back (one warning
+    line)."""
     check(implementation)
     on_gpu = jax.default_backend() == "gpu"
     if implementation == "cudnn" and not (on_gpu and dtype in _HALF):
-        fallback = resolve("auto", num_queries, dtype)
+        fallback = resolve("auto", dtype)
         _warn_once(f"model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: {jax.default_backend()}, "
                    f"{jnp.dtype(dtype).name}); using {fallback!r}")
         return fallback
@@ -47,44 +48,68 @@ def resolve(implementation: str, num_queries: int, dtype) -> str:
         return implementation
     if on_gpu and dtype in _HALF:
         return "cudnn"
-    return "blocked" if not on_gpu and num_queries > QUERY_BLOCK else "xla"
+    return "blocked" if jax.default_backend() == "cpu" else "xla"
 
 
 def _head_major_attention(q, k, v, mask):
-    """q [B, h, n, Dh], k/v [B, h, M, Dh], mask None or bool [B, 1|h, n, M] -> [B, h, n, Dh] (scores in fp32)."""
+    """q [B, h, n, Dh], k/v [B, h, M, Dh], mask None or bool [B, 1|h, n, M] -> [B, h, n, Dh].
+
+    Scores, exponentials and their sums in fp32; the softmax is normalised after the weighted sum (a division of
+    [n, Dh] instead of [n, M]), and its shift (the row maximum) carries no gradient: softmax does not depend on it.
+    """
     scores = jnp.einsum("bhnd,bhmd->bhnm", q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype), k,
                         preferred_element_type=jnp.float32)
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-    return jnp.einsum("bhnm,bhmd->bhnd", jax.nn.softmax(scores).astype(v.dtype), v)
+    weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(-1, keepdims=True)))
+    out = jnp.einsum("bhnm,bhmd->bhnd", weights.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return (out / weights.sum(-1, keepdims=True)).astype(v.dtype)
+
+
+def _tile_sizes(batch: int, heads: int, n: int, m: int) -> tuple[int, int, int]:
+    """(head group, query blocks, queries per block): ceil(n / QUERY_BLOCK) equal query blocks, and the largest
+    number of heads (a divisor of `heads`, at least 1) whose batch x group x block x m scores fit SCORES_PER_TILE."""
+    blocks = -(-n // QUERY_BLOCK)
+    size = -(-n // blocks)  # 1,568 tokens: 4 blocks of 392, no padding
+    fits = [g for g in range(1, heads + 1) if heads % g == 0 and batch * g * size * m <= SCORES_PER_TILE]
+    return max(fits, default=1), blocks, size
 
 
 def _blocked(q, k, v, mask):
-    """q [B, N, h, Dh], k/v [B, M, h, Dh], mask None or [B, 1|h, N, M] -> [B, N, h, Dh] in head-major layout,
-    ceil(N / QUERY_BLOCK) equal blocks of queries at a time (N padded up to a multiple of the block; padded rows
-    attend everywhere and are dropped)."""
+    """q [B, N, h, Dh], k/v [B, M, h, Dh], mask None or [B|1, 1|h, N, M] -> [B, N, h, Dh], one tile at a time
+    (lax.map, each tile recomputed in the backward pass): a group of heads x a block of queries x all keys, in
+    head-major layout (N padded up to whole blocks; padded rows attend everywhere and are dropped). The batch
+    axis stays whole, so a batch sharded over devices stays sharded."""
     batch, n, heads, head_dim = q.shape
-    blocks = -(-n // QUERY_BLOCK)
-    size = -(-n // blocks)  # 1,568 tokens: 4 blocks of 392, no padding
+    group, blocks, size = _tile_sizes(batch, heads, n, k.shape[1])
     pad = blocks * size - n
-    q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))  # [B, h, *, Dh]
-    q = jnp.pad(q, ((0, 0), (0, 0), (0, pad), (0, 0)))
-    q_blocks = jnp.moveaxis(q.reshape(batch, heads, blocks, size, head_dim), 2, 0)
-    if mask is None:
-        mask_blocks = None
-    else:
-        mask = jnp.pad(mask, ((0, 0), (0, 0), (0, pad), (0, 0)), constant_values=True)
-        mask_blocks = jnp.moveaxis(mask.reshape(mask.shape[:2] + (blocks, size, mask.shape[-1])), 2, 0)
-    one = jax.checkpoint(lambda args: _head_major_attention(args[0], k, v, args[1]))
-    out = jax.lax.map(one, (q_blocks, mask_blocks))  # [blocks, B, h, size, Dh]
-    out = jnp.moveaxis(out, 0, 2).reshape(batch, heads, blocks * size, head_dim)[:, :, :n]
-    return jnp.swapaxes(out, 1, 2)
+
+    def query_tiles(x, x_group):  # [B | 1, N, hx, d] -> [hx / x_group x blocks, B | 1, x_group, size, d]
+        x = jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0)), constant_values=True if x.dtype == jnp.bool_ else 0)
+        x = x.reshape(x.shape[0], blocks, size, x.shape[2] // x_group, x_group, x.shape[-1])
+        return x.transpose(3, 1, 0, 4, 2, 5).reshape((-1,) + x.shape[:1] + (x_group, size, x.shape[-1]))
+
+    def head_groups(x):  # [B, M, h, Dh] -> [h / group, B, group, M, Dh]
+        return x.reshape(batch, x.shape[1], heads // group, group, head_dim).transpose(2, 0, 3, 1, 4)
+
+    k_groups, v_groups = head_groups(k), head_groups(v)
+    # A one-head mask has one tile per query block (tile t uses block t % blocks), a per-head one one per q tile.
+    mask_tiles = None if mask is None else query_tiles(jnp.swapaxes(mask, 1, 2), 1 if mask.shape[1] == 1 else group)
+
+    def one(tile, q_tile):
+        mask_tile = None if mask is None else mask_tiles[tile % mask_tiles.shape[0]]
+        return _head_major_attention(q_tile, k_groups[tile // blocks], v_groups[tile // blocks], mask_tile)
+
+    tiles = query_tiles(q, group)
+    out = jax.lax.map(jax.checkpoint(lambda args: one(*args)), (jnp.arange(tiles.shape[0]), tiles))
+    out = out.reshape(heads // group, blocks, batch, group, size, head_dim).transpose(2, 1, 4, 0, 3, 5)
+    return out.reshape(batch, blocks * size, heads, head_dim)[:, :n]
 
 
 def dot_product_attention(q, k, v, mask=None, implementation: Implementation = "auto"):
     """Softmax(q k^T / sqrt(Dh)) v: q [B, N, h, Dh], k/v [B, M, h, Dh], mask None or bool [B, 1|h, N, M]
     -> [B, N, h, Dh]."""
-    kernel = resolve(implementation, q.shape[1], q.dtype)
-    if kernel == "blocked" and q.shape[1] > QUERY_BLOCK:
+    kernel = resolve(implementation, q.dtype)
+    if kernel == "blocked":
         return _blocked(q, k, v, mask)
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn" if kernel == "cudnn" else "xla")

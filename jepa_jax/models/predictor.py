@@ -24,6 +24,7 @@ class Predictor(nn.Module):
     uniform_power: bool = True
     remat: bool = False
     attention: attention_lib.Implementation = "auto"
+    dtype: str = "float32"  # compute dtype (bfloat16: mixed precision; parameters stay float32)
 
     @nn.compact
     def __call__(self, context, context_idx, target_idx, grid: tuple[int, int, int], mask_index: int = 0):
@@ -37,10 +38,10 @@ class Predictor(nn.Module):
           mask_index: which learned mask token to use (V-JEPA: one per mask config).
 
         Returns:
-          [B, Kt, D] predictions.
+          [B, Kt, D] predictions, in `dtype`.
         """
         batch, num_targets = target_idx.shape
-        x = vit.dense(self.width, ("embed", "mlp"), "predictor_embed")(context)
+        x = vit.dense(self.width, ("embed", "mlp"), "predictor_embed")(context.astype(self.dtype))
         mask_tokens = self.param("mask_tokens", nn.with_logical_partitioning(nn.initializers.zeros, (None, "embed")),
                                  (self.num_mask_tokens, self.width))
         queries = jnp.broadcast_to(mask_tokens[mask_index % self.num_mask_tokens].astype(x.dtype),
@@ -55,5 +56,5 @@ class Predictor(nn.Module):
                                    num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio),
                                    rope=self.pos_embedding == "rope", rope_pairing=self.rope_pairing,
                                    remat=self.remat, attention=self.attention)
-        x = vit.layer_norm("predictor_norm")(x[:, -num_targets:])
+        x = vit.layer_norm("predictor_norm", x.dtype)(x[:, -num_targets:])
         return vit.dense(self.embed_dim, ("mlp", "embed"), "predictor_proj")(x)

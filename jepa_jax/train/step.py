@@ -66,12 +66,13 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
       monitor: compute the collapse monitors (a bool, traced or not).
     """
     video = vit.normalize_video(batch["video"])
-    features = jax.lax.stop_gradient(encoder.apply({"params": target_params}, video))
+    # Targets, losses and monitors in float32 whatever the compute dtype (mixed precision).
+    features = jax.lax.stop_gradient(encoder.apply({"params": target_params}, video)).astype(jnp.float32)
     targets = objectives.normalize_targets(features)
     metrics, losses, contexts, predictions, target_tokens = {}, [], [], [], []
     for mask_index, (context_idx, target_idx) in enumerate(batch["masks"]):
         context = encoder.apply({"params": params["encoder"]}, video, keep=context_idx)
-        contexts.append(context.reshape(-1, context.shape[-1]))
+        contexts.append(context.reshape(-1, context.shape[-1]).astype(jnp.float32))
         clip_targets = targets
         if target_idx.ndim == 3:  # [B, n, Kt]: n blocks, each predicted on its own from the context (I-JEPA)
             blocks = target_idx.shape[1]

@@ -219,7 +219,7 @@ def test_plan_cli_proprio_weight_default_is_the_librarys():
 
 
 def test_random_world_model_encodes_with_unit_moments_for_batch_normalised_states():
-    model = plan.random_world_model("experiments/configs/pusht_ac.py:smoke")
+    model = plan.random_world_model(config_lib.load_spec("experiments/configs/pusht_ac.py:smoke"))
     assert model.config.ac.state_norm == "batch"
     size = model.image_size
     frames = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)

@@ -25,18 +25,27 @@ def reference_attention(q, k, v, mask):
 @pytest.fixture(name="small_blocks")
 def small_blocks_fixture(monkeypatch):
     monkeypatch.setattr(attention, "QUERY_BLOCK", 16)  # 37 queries: 3 blocks of 13, 2 padded rows
+    monkeypatch.setattr(attention, "SCORES_PER_TILE", 2 * 2 * 13 * 45)  # 2 clips x 2 heads x 13 queries x 45 keys
 
 
-@pytest.mark.parametrize("masked", [False, True])
+def test_tiles_group_heads_under_the_score_budget(small_blocks):
+    assert attention._tile_sizes(2, 4, 37, 45) == (2, 3, 13)  # pylint: disable=protected-access
+    assert attention._tile_sizes(2, 3, 37, 45) == (1, 3, 13)  # pylint: disable=protected-access
+    assert attention._tile_sizes(8, 4, 37, 45) == (1, 3, 13)  # pylint: disable=protected-access  (over budget: 1)
+
+
+@pytest.mark.parametrize("masked", ["none", "one_head", "per_head"])
 def test_blocked_attention_matches_the_reference_and_xla_with_gradients(small_blocks, masked):
     rng = np.random.default_rng(0)
-    q = jnp.asarray(rng.normal(size=(2, 37, 3, 8)), jnp.float32)
-    k, v = (jnp.asarray(rng.normal(size=(2, 45, 3, 8)), jnp.float32) for _ in range(2))  # 8 cached keys too
+    q = jnp.asarray(rng.normal(size=(2, 37, 4, 8)), jnp.float32)  # tiles: 2 groups of 2 heads x 3 query blocks
+    k, v = (jnp.asarray(rng.normal(size=(2, 45, 4, 8)), jnp.float32) for _ in range(2))  # 8 cached keys too
     mask = None
-    if masked:  # causal over the 45 keys (the first 8 always visible), one [1, 1, N, M] mask as the AC predictor's
+    if masked == "one_head":  # causal over the 45 keys (the first 8 always visible), [1, 1, N, M] as the AC predictor's
         mask = jnp.asarray(np.arange(45)[None, :] <= np.arange(37)[:, None] + 8)[None, None]
+    elif masked == "per_head":  # a different random mask per clip and head (every query sees key 0)
+        mask = jnp.asarray(rng.random((2, 4, 37, 45)) < 0.5).at[..., 0].set(True)
     blocked = attention.dot_product_attention(q, k, v, mask, "blocked")
-    chex.assert_shape(blocked, (2, 37, 3, 8))
+    chex.assert_shape(blocked, (2, 37, 4, 8))
     np.testing.assert_allclose(blocked, reference_attention(q, k, v, mask), atol=1e-5)
     loss = lambda kind: lambda *qkv: jnp.sum(jnp.sin(attention.dot_product_attention(*qkv, mask, kind)))
     grads = jax.grad(loss("blocked"), argnums=(0, 1, 2))(q, k, v)
@@ -45,21 +54,19 @@ def test_blocked_attention_matches_the_reference_and_xla_with_gradients(small_bl
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_auto_blocks_long_sequences_on_cpu_and_cudnn_falls_back_with_a_warning(monkeypatch):
+def test_auto_blocks_on_cpu_and_cudnn_falls_back_with_a_warning(monkeypatch):
     assert jax.default_backend() == "cpu"
-    n = attention.QUERY_BLOCK
-    assert attention.resolve("auto", n, jnp.float32) == "xla"
-    assert attention.resolve("auto", n + 1, jnp.float32) == "blocked"
-    assert attention.resolve("xla", n + 1, jnp.float32) == "xla"
+    assert attention.resolve("auto", jnp.float32) == "blocked"
+    assert attention.resolve("xla", jnp.float32) == "xla"
     warnings = []
     monkeypatch.setattr(attention.logging, "warning", warnings.append)
     attention._warn_once.cache_clear()  # pylint: disable=protected-access
-    assert attention.resolve("cudnn", n + 1, jnp.bfloat16) == "blocked"
-    assert attention.resolve("cudnn", n + 1, jnp.bfloat16) == "blocked"
+    assert attention.resolve("cudnn", jnp.bfloat16) == "blocked"
+    assert attention.resolve("cudnn", jnp.bfloat16) == "blocked"
     assert warnings == ["model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: cpu, bfloat16); using "
                         "'blocked'"]  # once
     with pytest.raises(ValueError, match=r"model.attention='flash': choose one of \['auto', 'xla', 'blocked', "):
-        attention.resolve("flash", n, jnp.float32)
+        attention.resolve("flash", jnp.float32)
 
 
 def test_model_attention_switch_reaches_every_block(small_blocks, monkeypatch, smoke_config):

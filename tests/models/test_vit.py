@@ -1,5 +1,7 @@
 """Encoder shapes, parameter counts, kept-index equivalence and input errors."""
 
+import math
+
 import chex
 import flax.linen as nn
 import jax
@@ -126,3 +128,9 @@ def test_remat_changes_memory_not_numbers():
     kept = {name: jax.jit(lambda p, m=model: jax.vjp(loss(m), p)[1]).lower(params).compile()
             .memory_analysis().output_size_in_bytes for name, model in (("plain", plain), ("remat", remat))}
     assert kept["remat"] < 0.5 * kept["plain"], kept
+
+
+def test_gelu_is_the_exact_erf_gelu():
+    x = np.linspace(-8.0, 8.0, 1001)
+    expected = np.array([0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in x])  # torch.nn.GELU()
+    np.testing.assert_allclose(vit.gelu(jnp.asarray(x, jnp.float32)), expected, atol=2e-6)

@@ -1,0 +1,194 @@
+"""The train-step measurement of `jepa-jax bench` (`--what step`), optionally side by side with PyTorch.
+
+Our jitted step and, with compare="torch", the PyTorch reference (`torch_step.TorchStep`: transformers'
+VJEPA2Model modules, loaded with our initial weights) run alternately in one process on the same batch: the same
+clips and the same mask indices, so both sides process the same tokens (printed per side). Peak memory is measured
+per side: on an accelerator the device's peak in this process; on CPU the peak resident memory of a fresh process
+that runs only that side (a spawned child), as `/usr/bin/time` would report it.
+"""
+
+import contextlib
+import json
+import multiprocessing
+import time
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from jepa_jax import config as config_lib, export, layouts, masks as masks_lib, metrics as metrics_lib, native, \
+    parallel
+from jepa_jax.benchmarks import flops as flops_lib, torch_step
+from jepa_jax.train import loop
+
+MEMORY_STEPS = 3  # steps each side runs in its memory-measuring process
+
+
+def sample_batch(config, maskers, seed: int = 0) -> dict:
+    """A host batch of the config's shape: random uint8 clips [B, T, H, W, C] and masks from the config's
+    maskers (the token counts a real batch has)."""
+    rng = np.random.default_rng(seed)
+    frames, size = config_lib.clip_shape(config)
+    batch = config.data.batch_size
+    return {"video": rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8),
+            "masks": masks_lib.sample_masks(maskers, rng, batch)}
+
+
+def token_counts(num_tokens: int, masks) -> dict:
+    """Tokens one side processes per clip: the whole clip (target encoder), and per mask config the context
+    tokens (context encoder) and the predicted ones."""
+    counts = flops_lib.mask_token_counts(masks)
+    return {"clip": num_tokens, "context": [c for c, _, _ in counts], "predicted": [t * n for _, t, n in counts]}
+
+
+@contextlib.contextmanager
+def mesh_context(run: loop.Run):
+    """The mesh and logical-axis rules a run's step is lowered and called under (as in the train loop)."""
+    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
+        yield
+
+
+class JaxStep:
+    """Our train step on a fixed device batch; calling it runs one step and waits for it."""
+
+    def __init__(self, config, host_batch: dict):
+        self.run = loop.build_run(config)
+        self.state = self.run.state
+        with mesh_context(self.run):
+            self.batch = parallel.host_to_global(host_batch, self.run.mesh)
+            started = time.perf_counter()
+            self.step = self.run.train_step.lower(self.state, self.batch).compile()
+            self.compile_s = time.perf_counter() - started
+
+    def __call__(self) -> float:
+        with mesh_context(self.run):
+            self.state, metrics = self.step(self.state, self.batch)
+            return float(metrics["loss"])
+
+
+def torch_reference(config, params, host_batch: dict, with_weights: bool = True):
+    """(TorchStep with `params`' encoder and predictor, its device batch); one-line error where VJEPA2Model cannot
+    hold the config's model."""
+    reasons = export.hf_unsupported(config) + ([f"it times the EMA objective, not config.objective="
+                                                f"{config.objective!r}: set --config.objective=ema"]
+                                               if config.objective != "ema" else [])
+    if reasons:
+        raise ValueError(f"--compare torch: the PyTorch reference cannot run this config: {'; '.join(reasons)}")
+    state_dict = None
+    if with_weights:
+        flat = {**native.flatten(jax.device_get(params["encoder"])), **native.flatten(jax.device_get(params["predictor"]))}
+        state_dict = layouts.to_layout(layouts.HF, flat)
+    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+    reference = torch_step.TorchStep(export.hf_config(config), state_dict, lr=config.optim.lr,
+                                     weight_decay=config.optim.weight_decay, ema=config.ema.start,
+                                     dtype=config.model.dtype, device=device)
+    return reference, reference.to_device(host_batch["video"], host_batch["masks"])
+
+
+def _peak_resident_bytes(side: str, config_json: str, host_batch: dict, queue) -> None:
+    """Child process: run MEMORY_STEPS steps of one side only and report the process's peak resident bytes."""
+    config = config_lib.from_dict(json.loads(config_json))
+    if side == "jepa_jax":
+        step = JaxStep(config, host_batch)
+        for _ in range(MEMORY_STEPS):
+            step()
+    else:
+        reference, (video, masks) = torch_reference(config, None, host_batch, with_weights=False)
+        for _ in range(MEMORY_STEPS):
+            reference.step(video, masks)
+    queue.put(resident_high_water_bytes())
+
+
+def resident_high_water_bytes() -> int:
+    """This process's peak resident memory (VmHWM of /proc/self/status; unlike ru_maxrss it does not carry over
+    the parent's peak into a spawned child)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line: peak resident memory is measured on Linux only")
+
+
+def peak_resident_bytes(side: str, config, host_batch: dict) -> int:
+    """Peak resident memory of a fresh process that runs only `side` ("jepa_jax" or "torch") for a few steps."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_peak_resident_bytes, args=(side, config.to_json_best_effort(), host_batch, queue))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the {side} memory process failed (exit code {child.exitcode})")
+    return int(queue.get())
+
+
+def step_flops_xla(config) -> float:
+    """XLA's FLOPs of the whole train step (cost analysis of the lowered step with XLA attention, see
+    flops.with_xla_attention; includes what the analytic count leaves out: norms, softmax, optimizer)."""
+    run = loop.build_run(flops_lib.with_xla_attention(config), abstract=True)
+    return float(loop.lower(run).cost_analysis()["flops"])
+
+
+def peak_memory(side: str, config, host_batch: dict, reference=None) -> int:
+    """Peak memory of one side: the device's peak in this process on an accelerator (after the timed steps), or
+    on CPU the peak resident bytes of a fresh process that runs only that side."""
+    if jax.default_backend() == "cpu":
+        return peak_resident_bytes(side, config, host_batch)
+    if side == "torch":
+        return int(reference.torch.cuda.max_memory_allocated())
+    return int(jax.local_devices()[0].memory_stats()["peak_bytes_in_use"])
+
+
+def _spread(seconds: list[float]) -> dict:
+    return {"step_s_median": float(np.median(seconds)), "step_s_min": float(np.min(seconds)),
+            "step_s_max": float(np.max(seconds))}
+
+
+def measure_step(config, repeats: int = 5, compare: str | None = None, memory: bool = True) -> dict:
+    """Time the train step of `config` (and, compare="torch", the PyTorch reference alternately): one dict with
+    compile time, step time (median, min, max over `repeats` steps after a warm-up step), tokens/s, clips/s,
+    FLOPs per step (analytic and XLA's), MFU, peak memory and, with a reference, its figures and the ratio."""
+    host_batch = sample_batch(config, config_lib.build_maskers(config))
+    ours = JaxStep(config, host_batch)
+    sides, reference = {"jepa_jax": ours}, None
+    num_tokens = flops_lib.clip_tokens(config)
+    result = {"measure": "step", "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+              "devices": jax.device_count(), "model": config.model.size, "objective": config.objective,
+              "dtype": config.model.dtype, "attention": config.model.attention, "batch": config.data.batch_size,
+              "clip": list(config_lib.clip_shape(config)),
+              "predictor": [config.model.predictor.width, config.model.predictor.depth],
+              "tokens": {"jepa_jax": token_counts(num_tokens, host_batch["masks"])}}
+    if compare == "torch":
+        reference, (video, masks) = torch_reference(config, ours.state.params, host_batch)
+        sides["torch"] = lambda: reference.step(video, masks)
+        _, frames, _, height, width = video.shape  # [B, T, C, H, W]
+        m = config.model
+        torch_tokens = frames // m.tubelet_size * (height // m.patch_size) * (width // m.patch_size)
+        result["tokens"]["torch"] = token_counts(torch_tokens, masks)
+        result["torch_threads"] = reference.torch.get_num_threads()
+    first_losses, seconds = {}, {name: [] for name in sides}
+    for round_index in range(repeats + 1):  # round 0 warms up; the sides alternate within each round
+        for name, step in sides.items():
+            started = time.perf_counter()
+            loss = step()
+            if round_index == 0:
+                first_losses[name] = loss
+            else:
+                seconds[name].append(time.perf_counter() - started)
+    step_s = float(np.median(seconds["jepa_jax"]))
+    analytic = flops_lib.jepa_step_flops(config, host_batch["masks"]) if config.objective != "ac" else None
+    peak = metrics_lib.peak_flops_per_device(override=config.monitor.peak_flops) * jax.device_count()
+    result.update(compile_s=ours.compile_s, **_spread(seconds["jepa_jax"]), first_loss=first_losses,
+                  clips_per_s=config.data.batch_size / step_s,
+                  tokens_per_s=config.data.batch_size * num_tokens / step_s,
+                  flops_per_step_analytic=analytic, flops_per_step_xla=step_flops_xla(config),
+                  peak_flops=peak, mfu=analytic / step_s / peak if analytic else None)
+    if config.objective != "ac":
+        result["flops_check"] = flops_lib.forward_flops_check(config, host_batch["masks"])
+    if reference is not None:
+        result["torch"] = _spread(seconds["torch"])
+        result["ratio"] = step_s / result["torch"]["step_s_median"]
+    if memory:
+        result["peak_memory_bytes"] = {name: peak_memory(name, config, host_batch, reference) for name in sides}
+        if reference is not None:
+            result["memory_ratio"] = result["peak_memory_bytes"]["jepa_jax"] / result["peak_memory_bytes"]["torch"]
+    return result
