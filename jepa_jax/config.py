@@ -96,6 +96,8 @@ def from_dict(fields: dict) -> ml_collections.ConfigDict:
     """A resolved config from its JSON form (config.json, or the copy inside a checkpoint); fields added to the
     schema since it was written get their defaults."""
     fields = _tuples(_fill_missing(fields, recipes.base_config().to_dict()))
+    if isinstance(fields["model"]["remat"], bool):  # written before remat policies had names
+        fields["model"]["remat"] = "nothing_saveable" if fields["model"]["remat"] else "none"
     masks = fields.pop("masks")
     config = ml_collections.ConfigDict(fields)
     config.masks = ml_collections.ConfigDict(masks, sort_keys=False)  # JSON order = mask-token order
@@ -148,6 +150,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
     _choice(config.model.attention, "model.attention", attention.IMPLEMENTATIONS)
     _choice(config.model.dtype, "model.dtype", DTYPES)
+    _choice(config.model.remat, "model.remat", list(vit.REMAT_POLICIES))
     _choice(config.loss.kind, "loss.kind", LOSSES)
     _choice(config.data.source, "data.source", DATA_SOURCES)
     _choice(config.train.on_nonfinite, "train.on_nonfinite", ("stop", "skip"))

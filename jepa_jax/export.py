@@ -346,7 +346,8 @@ def config_from_fair(groups: dict, path: str, arch: str | None = None, num_heads
             frames, crop = t * tubelet, side * patch.shape[-1]
     recipe_size = "large" if name == "custom" else name
     config = recipes.vjepa1(recipe_size, crop) if pos == "sincos" else recipes.vjepa2(recipe_size, epochs=10)
-    config.model.update(size=name, patch_size=int(patch.shape[-1]), tubelet_size=int(tubelet))
+    # Imported weights compute in float32 (features equal the official model's); training may set bfloat16.
+    config.model.update(size=name, patch_size=int(patch.shape[-1]), tubelet_size=int(tubelet), dtype="float32")
     if name == "custom":
         config.model.custom.update(width=size.width, depth=size.depth, num_heads=size.num_heads, mlp_dim=size.mlp_dim)
     config.data.video.update(frames_per_clip=int(frames), crop_size=int(crop))
@@ -460,7 +461,8 @@ def config_from_hf(hf: dict, path: str) -> ml_collections.ConfigDict:
     mlp_dim = int(width * hf.get("mlp_ratio", 4.0))
     size = _named_size(width, depth, mlp_dim, heads)
     config = recipes.vjepa2(size or "large", epochs=10)
-    config.model.update(size=size or "custom", patch_size=patch, tubelet_size=hf.get("tubelet_size", 2))
+    config.model.update(size=size or "custom", patch_size=patch, tubelet_size=hf.get("tubelet_size", 2),
+                        dtype="float32")  # as config_from_fair
     if size is None:
         config.model.custom.update(width=width, depth=depth, num_heads=heads, mlp_dim=mlp_dim)
     config.model.predictor.update(width=hf.get("pred_hidden_size", 384), depth=hf.get("pred_num_hidden_layers", 12),

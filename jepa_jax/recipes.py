@@ -27,7 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.objective = "sigreg"  # "sigreg" (EMA-free) or "ema" (V-JEPA)
     config.model = dict(
-        size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat", remat=False,
+        size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat",
+        # Rematerialisation policy of every block (models/vit.py REMAT_POLICIES): none, nothing_saveable,
+        # dots_saveable or dots_with_no_batch_dims_saveable.
+        remat="none",
         # The attention kernel (models/attention.py): auto, xla, blocked or cudnn.
         attention="auto",
         # Compute dtype: float32, or bfloat16 (mixed precision: bf16 activations and matmuls; parameters, optimizer
@@ -83,8 +86,11 @@ def base_config() -> ml_collections.ConfigDict:
     # update (same result as the whole batch at once, for few devices). on_nonfinite: "stop" or "skip" the update.
     # init_from="RUN_DIR[:STEP]" starts a new stage (e.g. a cooldown at more frames) from another run's
     # checkpoint (default its newest): parameters, EMA copy and optimizer moments; schedules restart at step 0.
+    # compilation_cache: folder of XLA's persistent compilation cache (a rerun or resume skips compiling the
+    # step; "" turns it off; a JAX_COMPILATION_CACHE_DIR set in the environment wins).
     config.train = dict(steps=300, log_every=10, checkpoint_every=100, checkpoint_keep=3, checkpoint_keep_every=0,
-                        resume=True, grad_accum=1, on_nonfinite="stop", init_from="")
+                        resume=True, grad_accum=1, on_nonfinite="stop", init_from="",
+                        compilation_cache="~/.cache/jepa_jax/xla")
     # peak_flops: peak FLOP/s per device for MFU (0: look up the device kind). every: the collapse monitors
     # (effective rank, spread, feature std, prediction cosine) run only every `every` steps (0: the logged steps,
     # train.log_every), plus the first and the last; on other steps they cost nothing.
@@ -166,7 +172,7 @@ def vjepa1(size: str, crop: int) -> ml_collections.ConfigDict:
     """
     config = _published_video_run(base_config(), size=size, crop=crop, frames=16, batch=3072 if crop == 224 else 2400,
                                   steps=300 * OFFICIAL_IPE, seed=234)
-    config.model.update(pos_embedding="sincos", remat=False,
+    config.model.update(pos_embedding="sincos", remat="none",
                         predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.video.update(frame_step=4, fps=0.0)
     config.ema.update(start=0.998, end=1.0)
@@ -186,7 +192,7 @@ def vjepa2(size: str, epochs: int) -> ml_collections.ConfigDict:
     """
     config = _published_video_run(base_config(), size=size, crop=256, frames=16, batch=3072,
                                   steps=epochs * OFFICIAL_IPE, seed=239)
-    config.model.update(pos_embedding="rope", remat=True,
+    config.model.update(pos_embedding="rope", remat="nothing_saveable",
                         predictor=dict(width=384, depth=12, num_heads=12, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.video.update(frame_step=0, fps=4.0, weights=VIDEOMIX22M_WEIGHTS)
     config.ema.update(start=0.99925, end=0.99925)
@@ -224,7 +230,7 @@ def ijepa(size: str, patch_size: int, crop: int) -> ml_collections.ConfigDict:
     config = base_config()
     config.objective = "ema"
     config.loss.kind = "smooth_l1"
-    config.model.update(size=size, patch_size=patch_size, tubelet_size=1, pos_embedding="sincos", remat=False,
+    config.model.update(size=size, patch_size=patch_size, tubelet_size=1, pos_embedding="sincos", remat="none",
                         dtype="bfloat16",
                         predictor=dict(width=384, depth=12, num_heads=16, mlp_ratio=4.0, num_mask_tokens=0))
     config.data.source = "video"  # image files go through the video loader as one-frame clips

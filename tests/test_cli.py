@@ -131,13 +131,15 @@ def test_wrong_or_missing_flag_is_a_one_line_error():
         "see jepa-jax data pack --help")
 
 
-def jepa_jax(*args, workdir):
-    return run_cli(*args, "--workdir", str(workdir), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+def jepa_jax(*args, workdir, **env):
+    return run_cli(*args, "--workdir", str(workdir), XLA_FLAGS="--xla_force_host_platform_device_count=2", **env)
 
 
 @pytest.mark.slow
 def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tmp_path):
-    result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", workdir=tmp_path)
+    cache = tmp_path / "xla_cache"
+    result = jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", f"--config.train.compilation_cache={cache}",
+                      workdir=tmp_path, JAX_COMPILATION_CACHE_DIR="")  # the environment's cache would win
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model"]["size"] == "nano" and config["objective"] == "sigreg"
@@ -151,7 +153,8 @@ def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tm
     for png in ("report.png", "training.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["steps"] == 4 and summary["steps_per_s"] > 0
+    assert summary["steps"] == 4 and summary["steps_per_s"] > 0 and summary["compile_s"] > 0
+    assert summary["compilation_cache"] == str(cache) and os.listdir(cache)  # the compiled step was cached
     assert "Probe report" in result.stdout
     # `report` re-probes the saved checkpoints of the run without training.
     (tmp_path / "report.md").unlink()

@@ -34,7 +34,7 @@ def tiny_config(pos_embedding: str = "rope", image: bool = False):
     """A small video (or one-frame image) model: custom width 48 (3 heads of 16), 2 blocks; predictor 24 x 2
     (2 heads); 3 mask tokens."""
     config = recipes.vjepa1("micro", 32) if pos_embedding == "sincos" else recipes.vjepa2("micro", epochs=1)
-    config.model.update(size="custom", patch_size=8, tubelet_size=1 if image else 2)
+    config.model.update(size="custom", patch_size=8, tubelet_size=1 if image else 2, dtype="float32")
     config.model.custom.update(width=48, depth=2, num_heads=3, mlp_dim=96)
     config.model.predictor.update(width=24, depth=2, num_heads=2, num_mask_tokens=3)
     config.data.video.update(frames_per_clip=1 if image else 4, crop_size=32)
@@ -481,6 +481,17 @@ def test_a_config_written_before_the_exchange_fields_still_loads(tmp_path):
     assert config.model.custom.width == 0 and config_lib.num_mask_tokens(config) == 2
     assert list(config.masks) == list(old["masks"])
     assert native.param_shapes(config)["predictor"]["mask_tokens"] == (2, 64)
+
+
+@pytest.mark.parametrize("written, policy", [(True, "nothing_saveable"), (False, "none")])
+def test_a_config_written_with_a_boolean_remat_loads_as_a_named_policy(written, policy):
+    from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    old = json.loads(config_lib.load(TINY_WORLD).to_json())
+    del old["model"]["dtype"]  # also written before mixed precision
+    old["model"]["remat"] = written
+    config = config_lib.from_dict(old)
+    assert (config.model.remat, config.model.dtype) == (policy, "float32")
+    config_lib.validate(config)
 
 
 @pytest.mark.slow

@@ -16,10 +16,11 @@ CONFIGS = os.path.join(REPO, "experiments", "configs")
 
 V1 = dict(frames=16, frame_step=4, fps=0.0, steps=90_000, warmup=12_000, start_lr=2e-4, lr=6.25e-4, final_lr=1e-6,
           wd=(0.04, 0.4), ema=(0.998, 1.0), pred=(384, 12, 16), pos="sincos", seed=234, clip=10.0,
-          schedule="warmup_cosine", weights=(), remat=False)
+          schedule="warmup_cosine", weights=(), remat="none", dtype="bfloat16")
 V2 = dict(frames=16, frame_step=0, fps=4.0, warmup=12_000, start_lr=1e-4, lr=5.25e-4, final_lr=5.25e-4,
           wd=(0.04, 0.04), ema=(0.99925, 0.99925), pred=(384, 12, 12), pos="rope", seed=239, clip=0.0,
-          schedule="warmup_cosine", weights=(0.335, 0.1, 0.565), remat=True, crop=256, batch=3072)
+          schedule="warmup_cosine", weights=(0.335, 0.1, 0.565), remat="nothing_saveable", crop=256, batch=3072,
+          dtype="bfloat16")
 COOLDOWN = {**V2, "frames": 64, "warmup": 0, "start_lr": 5.25e-4, "final_lr": 1e-6, "schedule": "linear_decay"}
 # (file[:arg]) -> expected hyper-parameters (docs/official_reference.md 5.2 V-JEPA, 5.3 V-JEPA 2).
 TABLE = {
@@ -83,7 +84,7 @@ def test_hyperparameters_match_the_official_recipe(name):
                ema=(config.ema.start, config.ema.end),
                pred=(config.model.predictor.width, config.model.predictor.depth, config.model.predictor.num_heads),
                pos=config.model.pos_embedding, seed=config.seed, clip=o.grad_clip, schedule=o.schedule,
-               weights=tuple(v.weights), remat=config.model.remat)
+               weights=tuple(v.weights), remat=config.model.remat, dtype=config.model.dtype)
     assert got == want
     assert (config.model.patch_size, config.model.tubelet_size, o.ipe_scale) == (16, 2, 1.25)
     assert (config.objective, config.loss.kind, config.data.source) == ("ema", "l1", "video")

@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = recipes.base_config()
     config.objective = "ema"
     config.model.update(size=size["size"], patch_size=16, tubelet_size=2, pos_embedding="rope",
-                        remat=name == "large256", dtype="bfloat16" if name == "large256" else "float32")
+                        remat="nothing_saveable" if name == "large256" else "none", dtype="bfloat16" if name == "large256" else "float32")
     config.model.predictor.update(**size["predictor"])
     config.data.world.update(num_frames=16, size=size["crop"])
     config.data.batch_size = size["batch"]

@@ -91,7 +91,7 @@ class ACPredictor(nn.Module):
     mlp_ratio: float = 4.0
     predict_proprio: bool = False
     rope_pairing: posemb.RopePairing = "repeat"
-    remat: bool = False
+    remat: str = "none"  # a name in vit.REMAT_POLICIES
     attention: attention_lib.Implementation = "auto"
 
     @nn.compact

@@ -22,7 +22,7 @@ class Predictor(nn.Module):
     pos_embedding: vit.PosEmbedding = "rope"
     rope_pairing: posemb.RopePairing = "repeat"
     uniform_power: bool = True
-    remat: bool = False
+    remat: str = "none"  # a name in vit.REMAT_POLICIES
     attention: attention_lib.Implementation = "auto"
     dtype: str = "float32"  # compute dtype (bfloat16: mixed precision; parameters stay float32)
 

@@ -163,16 +163,27 @@ class Block(nn.Module):
         return x if cache is None else (x, cache)
 
 
+# Rematerialisation policies by name (config.model.remat): what each block keeps for the backward pass.
+REMAT_POLICIES = {
+    "none": None,  # everything (no rematerialisation)
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,  # only the block's input; recompute the rest
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,  # every matmul output, attention scores included
+    # the linear layers' outputs (qkv, proj, fc1, fc2), not the attention scores or elementwise results
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 def transformer_blocks(x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int, mlp_dim: int,
-                       rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: bool = False,
+                       rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: str = "none",
                        attention: attention_lib.Implementation = "auto", caches=None):
     """Run `depth` blocks named {prefix}_0.. inside the calling compact module: [B, N, D] -> [B, N, D].
 
     Block l (0-based) initialises attn.proj and mlp.fc2 with std 0.02 / sqrt(2 (l + 1)) (V-JEPA 2's depth rescale).
     attention: the attention kernel (models/attention.py; the same numbers from every kernel).
+    remat: a name in REMAT_POLICIES.
     caches: None, or one (keys, values) per block (Attention's cache); then returns (x, the updated caches).
     """
-    block_cls = nn.remat(Block) if remat else Block
+    block_cls = Block if remat == "none" else nn.remat(Block, policy=REMAT_POLICIES[remat])
     updated = []
     for layer in range(depth):
         x = block_cls(num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5, attention,
@@ -229,7 +240,7 @@ class VisionTransformer(nn.Module):
     pos_embedding: PosEmbedding = "rope"
     rope_pairing: posemb.RopePairing = "repeat"
     uniform_power: bool = True
-    remat: bool = False
+    remat: str = "none"  # a name in REMAT_POLICIES
     attention: attention_lib.Implementation = "auto"
     dtype: str = "float32"  # compute dtype (bfloat16: mixed precision; parameters stay float32)
 

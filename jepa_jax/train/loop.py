@@ -124,6 +124,14 @@ def frozen_groups(config) -> tuple[str, ...]:
     return ("encoder",) if config.objective == "ac" and config.ac.encoder == "frozen" else ()
 
 
+def use_compilation_cache(directory: str) -> str | None:
+    """Turn on XLA's persistent compilation cache in `directory` (config.train.compilation_cache; "" leaves it
+    off) unless one is set already (JAX_COMPILATION_CACHE_DIR); returns the cache folder in use, or None."""
+    if not jax.config.jax_compilation_cache_dir and directory:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+    return jax.config.jax_compilation_cache_dir or None
+
+
 def build_run(config, devices=None, *, abstract: bool = False) -> Run:
     """Validate the config, build the mesh (over `devices`, default all), models, optimizer, maskers and a
     born-sharded train state (abstract=True: its ShapeDtypeStructs with shardings, nothing allocated), and jit the
@@ -135,6 +143,7 @@ def build_run(config, devices=None, *, abstract: bool = False) -> Run:
         parse_init_from(config.ac.encoder_from, "config.ac.encoder_from")
     mesh = parallel.make_mesh(config.mesh, devices)
     check_batch_split(config, mesh)
+    use_compilation_cache(config.train.compilation_cache)
     run = Run(config, mesh, config_lib.build_encoder(config), config_lib.build_predictor(config),
               optim.make_optimizer(config.optim, config.train.steps, frozen_groups(config)),
               config_lib.build_maskers(config),
@@ -372,7 +381,8 @@ def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: 
         progress.close()
         writer.close()
     return {"preempted_at": preempted_at, "wall_s": time.perf_counter() - started,
-            "compile_s": logger.compile_s, "steps_per_s": progress.steps_per_second(),
+            "compile_s": logger.compile_s, "compilation_cache": jax.config.jax_compilation_cache_dir or None,
+            "steps_per_s": progress.steps_per_second(),
             "checkpoint_blocking_s": save_blocking_s,
             "flops_per_step_per_device": logger.flops, **logger.last}
 
