@@ -150,6 +150,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config.model.rope_pairing, "model.rope_pairing", ("repeat", "interleave"))
     _choice(config.model.attention, "model.attention", attention.IMPLEMENTATIONS)
     _choice(config.model.dtype, "model.dtype", DTYPES)
+    reason = attention.unavailable(config.model.attention, jnp.dtype(config.model.dtype))
+    if reason and config.model.attention_strict:
+        raise ValueError(f"config.{reason}, and config.model.attention_strict=True: choose another "
+                         f"config.model.attention or set attention_strict=False to fall back")
     _choice(config.model.remat, "model.remat", list(vit.REMAT_POLICIES))
     _choice(config.loss.kind, "loss.kind", LOSSES)
     _choice(config.data.source, "data.source", DATA_SOURCES)

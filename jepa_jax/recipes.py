@@ -31,8 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
         # Rematerialisation policy of every block (models/vit.py REMAT_POLICIES): none, nothing_saveable,
         # dots_saveable or dots_with_no_batch_dims_saveable.
         remat="none",
-        # The attention kernel (models/attention.py): auto, xla, blocked or cudnn.
-        attention="auto",
+        # The attention kernel (models/attention.py): auto, xla, blocked or cudnn. attention_strict: a kernel that
+        # cannot run here (cudnn off a GPU or in float32) is an error instead of a fallback with a warning.
+        attention="auto", attention_strict=False,
         # Compute dtype: float32, or bfloat16 (mixed precision: bf16 activations and matmuls; parameters, optimizer
         # state, normalisation statistics, softmax and losses stay float32).
         dtype="float32",

@@ -25,7 +25,7 @@ def jax_kernels(q, k, v) -> dict:
     """{kernel: (forward, forward + backward) callables} for the kernels this backend runs as asked."""
     kernels = {}
     for kind in ("xla", "blocked", "cudnn"):
-        if attention.resolve(kind, q.dtype) != kind:
+        if attention.unavailable(kind, q.dtype):
             continue
         forward = jax.jit(lambda q, k, v, kind=kind: attention.dot_product_attention(q, k, v, None, kind))
         loss = lambda q, k, v, kind=kind: jnp.sum(attention.dot_product_attention(q, k, v, None, kind))

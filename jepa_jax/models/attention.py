@@ -34,15 +34,23 @@ def _warn_once(message: str) -> None:
     logging.warning(message)
 
 
+def unavailable(implementation: str, dtype) -> str | None:
+    """Why `implementation` cannot run on this backend with `dtype` inputs, or None if it can."""
+    if implementation == "cudnn" and not (jax.default_backend() == "gpu" and dtype in _HALF):
+        return (f"model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: {jax.default_backend()}, "
+                f"{jnp.dtype(dtype).name})")
+    return None
+
+
 def resolve(implementation: str, dtype) -> str:
     """The kernel that runs: "auto" by backend and dtype; "cudnn" where it cannot run falls back (one warning
-    line)."""
+    line; config.model.attention_strict makes that an error when the config is checked)."""
     check(implementation)
     on_gpu = jax.default_backend() == "gpu"
-    if implementation == "cudnn" and not (on_gpu and dtype in _HALF):
+    reason = unavailable(implementation, dtype)
+    if reason:
         fallback = resolve("auto", dtype)
-        _warn_once(f"model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: {jax.default_backend()}, "
-                   f"{jnp.dtype(dtype).name}); using {fallback!r}")
+        _warn_once(f"{reason}; using {fallback!r}")
         return fallback
     if implementation != "auto":
         return implementation

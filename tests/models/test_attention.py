@@ -65,6 +65,13 @@ def test_auto_blocks_on_cpu_and_cudnn_falls_back_with_a_warning(monkeypatch):
     assert attention.resolve("cudnn", jnp.bfloat16) == "blocked"
     assert warnings == ["model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: cpu, bfloat16); using "
                         "'blocked'"]  # once
+    config = config_lib.load("experiments/configs/tiny_world.py")
+    config.model.update(attention="cudnn", dtype="bfloat16")
+    config_lib.validate(config)  # falls back when the step runs
+    config.model.attention_strict = True
+    with pytest.raises(ValueError, match=r"^config.model.attention='cudnn' needs a GPU and bf16/fp16 inputs \(here: "
+                                         r"cpu, bfloat16\), and config.model.attention_strict=True: choose another"):
+        config_lib.validate(config)
     with pytest.raises(ValueError, match=r"model.attention='flash': choose one of \['auto', 'xla', 'blocked', "):
         attention.resolve("flash", jnp.float32)
 
