@@ -71,6 +71,10 @@ def test_torch_reference_refuses_what_vjepa2model_cannot_run():
 def test_unknown_measure_or_reference_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"--what speed: choose from step,attention,data,plan,checkpoint"):
         bench.check(["step", "speed"], "none")
+    world_model = config_lib.load_spec("experiments/configs/pusht_ac.py:smoke")
+    world_model.data.trajectories = "unused"
+    with pytest.raises(ValueError, match=r"--what step times the JEPA objectives .* use --what plan"):
+        next(bench.run(world_model, ["step"]))
     result = run_cli("bench", "--config", "experiments/configs/bench_vjepa2.py:tiny64", "--compare", "jax")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].endswith("--compare jax: choose one of none, torch")

@@ -39,6 +39,9 @@ def run(config, what=("step",), *, compare: str = "none", repeats: int = 5, mani
     """
     check(what, compare)
     config_lib.validate(config)
+    if "step" in what and config.objective == "ac":
+        raise ValueError("--what step times the JEPA objectives (ema, sigreg) on masked clips; for an `ac` world "
+                         "model use --what plan, or --what checkpoint for its train loop")
     if "step" in what:
         yield step.measure_step(config, repeats, compare if compare != "none" else None)
     if "attention" in what:

@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jepa_jax import config as config_lib, export, layouts, masks as masks_lib, metrics as metrics_lib, native, \
-    parallel
+from jepa_jax import (config as config_lib, export, layouts, masks as masks_lib, metrics as metrics_lib, native,
+                      parallel)
 from jepa_jax.benchmarks import flops as flops_lib, torch_step
 from jepa_jax.train import loop
 
@@ -76,7 +76,8 @@ def torch_reference(config, params, host_batch: dict, with_weights: bool = True)
         raise ValueError(f"--compare torch: the PyTorch reference cannot run this config: {'; '.join(reasons)}")
     state_dict = None
     if with_weights:
-        flat = {**native.flatten(jax.device_get(params["encoder"])), **native.flatten(jax.device_get(params["predictor"]))}
+        flat = {**native.flatten(jax.device_get(params["encoder"])),
+                **native.flatten(jax.device_get(params["predictor"]))}
         state_dict = layouts.to_layout(layouts.HF, flat)
     device = "cuda" if jax.default_backend() == "gpu" else "cpu"
     reference = torch_step.TorchStep(export.hf_config(config), state_dict, lr=config.optim.lr,

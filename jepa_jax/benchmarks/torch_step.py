@@ -39,7 +39,8 @@ class TorchStep:
                                            lr=lr, weight_decay=weight_decay)
         self.autocast = torch.autocast(self.device.type, dtype=getattr(torch, dtype), enabled=dtype != "float32")
         shape = (1, 1, 3, 1, 1)
-        self.mean, self.std = (torch.tensor(v, device=self.device).reshape(shape) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        self.mean, self.std = (torch.tensor(v, device=self.device).reshape(shape)
+                               for v in (IMAGENET_MEAN, IMAGENET_STD))
 
     def to_device(self, video: np.ndarray, masks) -> tuple:
         """Host batch -> device tensors: video uint8 [B, T, H, W, C] -> [B, T, C, H, W], mask indices as int64."""
