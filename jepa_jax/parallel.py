@@ -5,6 +5,7 @@ heads/MLP split). The batch is sharded over (data, fsdp). Model code names logic
 `heads`, `kv`, and `act_*` for activations); RULES maps them to mesh axes.
 """
 
+import contextlib
 import math
 import os
 from typing import Any, Callable
@@ -99,13 +100,21 @@ def check_divisible(boxed_tree, shardings, mesh: Mesh) -> None:
                     f"{parts}: change config.mesh.{axes[0]} or the model width/heads")
 
 
+@contextlib.contextmanager
+def on_mesh(mesh: Mesh, rules=RULES):
+    """The context that models are initialised, lowered and run under: `mesh` as the current mesh and `rules`
+    mapping their logical axis names to its axes."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
+
+
 def init_sharded(init_fn: Callable[[], Any], mesh: Mesh, rules=RULES):
     """Run `init_fn` (which returns a tree with logical boxes) under jit so every leaf is born sharded.
 
     Returns (unboxed tree, its shardings); no full copy is ever materialised on one device. Raises a one-line
     ValueError before compiling if a parameter does not divide over its mesh axes.
     """
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    with on_mesh(mesh, rules):
         shardings = plan_shardings(init_fn, mesh, rules)
         tree = jax.jit(lambda: nn.meta.unbox(init_fn()), out_shardings=shardings)()
     return tree, shardings

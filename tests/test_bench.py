@@ -65,7 +65,7 @@ def test_torch_reference_refuses_what_vjepa2model_cannot_run():
     config.model.pos_embedding = "sincos"
     config.objective = "sigreg"
     with pytest.raises(ValueError, match=r"--compare torch: .*sin-cos positions.*set --config.objective=ema"):
-        step.torch_reference(config, None, {}, with_weights=False)
+        step.torch_options(config)
 
 
 def test_unknown_measure_or_reference_is_a_one_line_error():
@@ -78,3 +78,12 @@ def test_unknown_measure_or_reference_is_a_one_line_error():
     result = run_cli("bench", "--config", "experiments/configs/bench_vjepa2.py:tiny64", "--compare", "jax")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].endswith("--compare jax: choose one of none, torch")
+
+
+def test_the_torch_memory_process_imports_no_jax():
+    """The CPU memory figure of the torch side is a fresh process's peak: JAX in it would inflate torch's figure."""
+    import subprocess  # pylint: disable=g-import-not-at-top
+    import sys  # pylint: disable=g-import-not-at-top
+    script = "import sys; import jepa_jax.benchmarks.torch_step; print('jax' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -13,10 +13,12 @@ import ml_collections
 
 from jepa_jax import recipes
 
+FP32 = dict(remat="none", dtype="float32")
 SIZES = {
-    "tiny64": dict(size="tiny", crop=64, batch=8, predictor=dict(width=96, depth=4, num_heads=4)),
-    "tiny224": dict(size="tiny", crop=224, batch=2, predictor=dict(width=384, depth=12, num_heads=12)),
-    "large256": dict(size="large", crop=256, batch=16, predictor=dict(width=384, depth=12, num_heads=12)),
+    "tiny64": dict(size="tiny", crop=64, batch=8, predictor=dict(width=96, depth=4, num_heads=4), **FP32),
+    "tiny224": dict(size="tiny", crop=224, batch=2, predictor=dict(width=384, depth=12, num_heads=12), **FP32),
+    "large256": dict(size="large", crop=256, batch=16, predictor=dict(width=384, depth=12, num_heads=12),
+                     remat="nothing_saveable", dtype="bfloat16"),
 }
 
 
@@ -27,8 +29,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     size = SIZES[name]
     config = recipes.base_config()
     config.objective = "ema"
-    config.model.update(size=size["size"], patch_size=16, tubelet_size=2, pos_embedding="rope",
-                        remat="nothing_saveable" if name == "large256" else "none", dtype="bfloat16" if name == "large256" else "float32")
+    config.model.update(size=size["size"], patch_size=16, tubelet_size=2, pos_embedding="rope", remat=size["remat"],
+                        dtype=size["dtype"])
     config.model.predictor.update(**size["predictor"])
     config.data.world.update(num_frames=16, size=size["crop"])
     config.data.batch_size = size["batch"]

@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print JSON figures (run them as modules, e.g. `python -m jepa_jax.benchmarks.data`)."""
+"""Benchmarks: the measurements of `jepa-jax bench` (benchmarks.bench), each a library function returning a dict."""

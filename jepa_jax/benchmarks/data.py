@@ -11,7 +11,6 @@ of one. Variants:
                      decord itself is unmaintained and not installed), then pick the clip's frames.
 """
 
-import json
 import os
 import tempfile
 import time
@@ -76,13 +75,12 @@ def host_pipeline(manifest: str | None = None, clips: int = 48) -> dict:
     each variant's speed-up over the official style."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
+        path = manifest or os.path.join(tmp, "bench.csv")
         if manifest is None:
-            generated = os.path.join(tmp, "bench.csv")
-            with open(generated, "w", encoding="utf-8") as f:
+            with open(path, "w", encoding="utf-8") as f:
                 f.write("".join(f"{p} 0\n" for p in write_test_videos(tmp)))
-        paths = [e.path for e in sources.read_manifest(manifest or generated)]
-        packed.pack_manifest(manifest or generated, os.path.join(tmp, "packed"), frames_per_clip=16, short_side=256,
-                             target_fps=4)
+        paths = [e.path for e in sources.read_manifest(path)]
+        packed.pack_manifest(path, os.path.join(tmp, "packed"), frames_per_clip=16, short_side=256, target_fps=4)
         packed_source = packed.PackedClipSource(os.path.join(tmp, "packed"))
         measure(paths, 2, "ours_seek_decode")  # warm-up (imports, codec init)
         rates = {"ours_seek_decode": measure(paths, clips, "ours_seek_decode"),

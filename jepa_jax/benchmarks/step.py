@@ -7,18 +7,15 @@ per side: on an accelerator the device's peak in this process; on CPU the peak r
 that runs only that side (a spawned child), as `/usr/bin/time` would report it.
 """
 
-import contextlib
 import json
-import multiprocessing
 import time
 
-import flax.linen as nn
 import jax
 import numpy as np
 
 from jepa_jax import (config as config_lib, export, layouts, masks as masks_lib, metrics as metrics_lib, native,
                       parallel)
-from jepa_jax.benchmarks import flops as flops_lib, torch_step
+from jepa_jax.benchmarks import flops as flops_lib, memory, torch_step
 from jepa_jax.train import loop
 
 MEMORY_STEPS = 3  # steps each side runs in its memory-measuring process
@@ -41,85 +38,49 @@ def token_counts(num_tokens: int, masks) -> dict:
     return {"clip": num_tokens, "context": [c for c, _, _ in counts], "predicted": [t * n for _, t, n in counts]}
 
 
-@contextlib.contextmanager
-def mesh_context(run: loop.Run):
-    """The mesh and logical-axis rules a run's step is lowered and called under (as in the train loop)."""
-    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
-        yield
-
-
 class JaxStep:
     """Our train step on a fixed device batch; calling it runs one step and waits for it."""
 
     def __init__(self, config, host_batch: dict):
         self.run = loop.build_run(config)
         self.state = self.run.state
-        with mesh_context(self.run):
+        with parallel.on_mesh(self.run.mesh):
             self.batch = parallel.host_to_global(host_batch, self.run.mesh)
             started = time.perf_counter()
             self.step = self.run.train_step.lower(self.state, self.batch).compile()
             self.compile_s = time.perf_counter() - started
 
     def __call__(self) -> float:
-        with mesh_context(self.run):
+        with parallel.on_mesh(self.run.mesh):
             self.state, metrics = self.step(self.state, self.batch)
             return float(metrics["loss"])
 
 
-def torch_reference(config, params, host_batch: dict, with_weights: bool = True):
-    """(TorchStep with `params`' encoder and predictor, its device batch); one-line error where VJEPA2Model cannot
-    hold the config's model."""
+def torch_options(config) -> dict:
+    """TorchStep's keyword arguments for `config`; one-line error where VJEPA2Model cannot hold its model."""
     reasons = export.hf_unsupported(config) + ([f"it times the EMA objective, not config.objective="
                                                 f"{config.objective!r}: set --config.objective=ema"]
                                                if config.objective != "ema" else [])
     if reasons:
         raise ValueError(f"--compare torch: the PyTorch reference cannot run this config: {'; '.join(reasons)}")
-    state_dict = None
-    if with_weights:
-        flat = {**native.flatten(jax.device_get(params["encoder"])),
-                **native.flatten(jax.device_get(params["predictor"]))}
-        state_dict = layouts.to_layout(layouts.HF, flat)
-    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
-    reference = torch_step.TorchStep(export.hf_config(config), state_dict, lr=config.optim.lr,
-                                     weight_decay=config.optim.weight_decay, ema=config.ema.start,
-                                     dtype=config.model.dtype, device=device)
+    return {"lr": config.optim.lr, "weight_decay": config.optim.weight_decay, "ema": config.ema.start,
+            "dtype": config.model.dtype, "device": "cuda" if jax.default_backend() == "gpu" else "cpu"}
+
+
+def torch_reference(config, params, host_batch: dict):
+    """(TorchStep with `params`' encoder and predictor, its device batch)."""
+    options = torch_options(config)
+    flat = {**native.flatten(jax.device_get(params["encoder"])), **native.flatten(jax.device_get(params["predictor"]))}
+    reference = torch_step.TorchStep(export.hf_config(config), layouts.to_layout(layouts.HF, flat), **options)
     return reference, reference.to_device(host_batch["video"], host_batch["masks"])
 
 
-def _peak_resident_bytes(side: str, config_json: str, host_batch: dict, queue) -> None:
-    """Child process: run MEMORY_STEPS steps of one side only and report the process's peak resident bytes."""
-    config = config_lib.from_dict(json.loads(config_json))
-    if side == "jepa_jax":
-        step = JaxStep(config, host_batch)
-        for _ in range(MEMORY_STEPS):
-            step()
-    else:
-        reference, (video, masks) = torch_reference(config, None, host_batch, with_weights=False)
-        for _ in range(MEMORY_STEPS):
-            reference.step(video, masks)
-    queue.put(resident_high_water_bytes())
-
-
-def resident_high_water_bytes() -> int:
-    """This process's peak resident memory (VmHWM of /proc/self/status; unlike ru_maxrss it does not carry over
-    the parent's peak into a spawned child)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no VmHWM line: peak resident memory is measured on Linux only")
-
-
-def peak_resident_bytes(side: str, config, host_batch: dict) -> int:
-    """Peak resident memory of a fresh process that runs only `side` ("jepa_jax" or "torch") for a few steps."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=_peak_resident_bytes, args=(side, config.to_json_best_effort(), host_batch, queue))
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise RuntimeError(f"the {side} memory process failed (exit code {child.exitcode})")
-    return int(queue.get())
+def _jax_peak_resident_bytes(config_json: str, host_batch: dict, steps: int, queue) -> None:
+    """Child-process target: `steps` of our step only, then this process's peak resident bytes into `queue`."""
+    step = JaxStep(config_lib.from_dict(json.loads(config_json)), host_batch)
+    for _ in range(steps):
+        step()
+    queue.put(memory.resident_high_water_bytes())
 
 
 def step_flops_xla(config) -> float:
@@ -131,11 +92,16 @@ def step_flops_xla(config) -> float:
 
 def peak_memory(side: str, config, host_batch: dict, reference=None) -> int:
     """Peak memory of one side: the device's peak in this process on an accelerator (after the timed steps), or
-    on CPU the peak resident bytes of a fresh process that runs only that side."""
-    if jax.default_backend() == "cpu":
-        return peak_resident_bytes(side, config, host_batch)
+    on CPU the peak resident bytes of a fresh process that runs only that side (the torch one imports no JAX)."""
+    on_cpu = jax.default_backend() == "cpu"
     if side == "torch":
+        if on_cpu:
+            return memory.in_fresh_process(torch_step.peak_resident_bytes, export.hf_config(config),
+                                           torch_options(config), host_batch, MEMORY_STEPS)
         return int(reference.torch.cuda.max_memory_allocated())
+    if on_cpu:
+        return memory.in_fresh_process(_jax_peak_resident_bytes, config.to_json_best_effort(), host_batch,
+                                       MEMORY_STEPS)
     return int(jax.local_devices()[0].memory_stats()["peak_bytes_in_use"])
 
 
@@ -144,10 +110,13 @@ def _spread(seconds: list[float]) -> dict:
             "step_s_max": float(np.max(seconds))}
 
 
-def measure_step(config, repeats: int = 5, compare: str | None = None, memory: bool = True) -> dict:
+def measure_step(config, repeats: int = 5, compare: str | None = None, with_memory: bool = True) -> dict:
     """Time the train step of `config` (and, compare="torch", the PyTorch reference alternately): one dict with
     compile time, step time (median, min, max over `repeats` steps after a warm-up step), tokens/s, clips/s,
     FLOPs per step (analytic and XLA's), MFU, peak memory and, with a reference, its figures and the ratio."""
+    if config.objective == "ac":
+        raise ValueError("--what step times the JEPA objectives (ema, sigreg) on masked clips; for an `ac` world "
+                         "model use --what plan, or --what checkpoint for its train loop")
     host_batch = sample_batch(config, config_lib.build_maskers(config))
     ours = JaxStep(config, host_batch)
     sides, reference = {"jepa_jax": ours}, None
@@ -175,20 +144,20 @@ def measure_step(config, repeats: int = 5, compare: str | None = None, memory: b
                 first_losses[name] = loss
             else:
                 seconds[name].append(time.perf_counter() - started)
-    step_s = float(np.median(seconds["jepa_jax"]))
-    analytic = flops_lib.jepa_step_flops(config, host_batch["masks"]) if config.objective != "ac" else None
+    spread = _spread(seconds["jepa_jax"])
+    step_s = spread["step_s_median"]
+    analytic = flops_lib.jepa_step_flops(config, host_batch["masks"])
     peak = metrics_lib.peak_flops_per_device(override=config.monitor.peak_flops) * jax.device_count()
-    result.update(compile_s=ours.compile_s, **_spread(seconds["jepa_jax"]), first_loss=first_losses,
+    result.update(compile_s=ours.compile_s, **spread, first_loss=first_losses,
                   clips_per_s=config.data.batch_size / step_s,
                   tokens_per_s=config.data.batch_size * num_tokens / step_s,
                   flops_per_step_analytic=analytic, flops_per_step_xla=step_flops_xla(config),
-                  peak_flops=peak, mfu=analytic / step_s / peak if analytic else None)
-    if config.objective != "ac":
-        result["flops_check"] = flops_lib.forward_flops_check(config, host_batch["masks"])
+                  peak_flops=peak, mfu=analytic / step_s / peak,
+                  flops_check=flops_lib.forward_flops_check(config, host_batch["masks"]))
     if reference is not None:
         result["torch"] = _spread(seconds["torch"])
         result["ratio"] = step_s / result["torch"]["step_s_median"]
-    if memory:
+    if with_memory:
         result["peak_memory_bytes"] = {name: peak_memory(name, config, host_batch, reference) for name in sides}
         if reference is not None:
             result["memory_ratio"] = result["peak_memory_bytes"]["jepa_jax"] / result["peak_memory_bytes"]["torch"]

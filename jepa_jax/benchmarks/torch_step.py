@@ -1,12 +1,14 @@
 """The V-JEPA 2 train step in PyTorch, built from transformers' VJEPA2Model modules (the `interop` extra): the
 independent reference `jepa-jax bench --compare torch` times ours against.
 
-It imports neither JAX nor jepa_jax, so a process running only this side holds only PyTorch's memory.
+It imports no JAX, so a process running only this side (`peak_resident_bytes`) holds only PyTorch's memory.
 """
 
 import copy
 
 import numpy as np
+
+from jepa_jax.benchmarks import memory
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -88,6 +90,16 @@ class TorchStep:
             torch._foreach_mul_(target, self.ema)  # pylint: disable=protected-access
             torch._foreach_add_(target, online, alpha=1.0 - self.ema)  # pylint: disable=protected-access
         return loss.item()
+
+
+def peak_resident_bytes(hf_config: dict, options: dict, host_batch: dict, steps: int, queue) -> None:
+    """Child-process target: `steps` steps of a randomly initialised TorchStep(hf_config, **options) on the host
+    batch, then this process's peak resident bytes into `queue`."""
+    reference = TorchStep(hf_config, **options)
+    batch = reference.to_device(host_batch["video"], host_batch["masks"])
+    for _ in range(steps):
+        reference.step(*batch)
+    queue.put(memory.resident_high_water_bytes())
 
 
 def gather(tokens, indices):

@@ -46,7 +46,7 @@ def resolve(implementation: str, dtype) -> str:
     """The kernel that runs: "auto" by backend and dtype; "cudnn" where it cannot run falls back (one warning
     line; config.model.attention_strict makes that an error when the config is checked)."""
     check(implementation)
-    on_gpu = jax.default_backend() == "gpu"
+    backend = jax.default_backend()
     reason = unavailable(implementation, dtype)
     if reason:
         fallback = resolve("auto", dtype)
@@ -54,9 +54,9 @@ def resolve(implementation: str, dtype) -> str:
         return fallback
     if implementation != "auto":
         return implementation
-    if on_gpu and dtype in _HALF:
+    if backend == "gpu" and dtype in _HALF:
         return "cudnn"
-    return "blocked" if jax.default_backend() == "cpu" else "xla"
+    return "blocked" if backend == "cpu" else "xla"
 
 
 def _head_major_attention(q, k, v, mask):

@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 
-import flax.linen as nn
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
@@ -124,12 +123,11 @@ def frozen_groups(config) -> tuple[str, ...]:
     return ("encoder",) if config.objective == "ac" and config.ac.encoder == "frozen" else ()
 
 
-def use_compilation_cache(directory: str) -> str | None:
+def use_compilation_cache(directory: str) -> None:
     """Turn on XLA's persistent compilation cache in `directory` (config.train.compilation_cache; "" leaves it
-    off) unless one is set already (JAX_COMPILATION_CACHE_DIR); returns the cache folder in use, or None."""
+    off) unless one is set already (JAX_COMPILATION_CACHE_DIR)."""
     if not jax.config.jax_compilation_cache_dir and directory:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
-    return jax.config.jax_compilation_cache_dir or None
 
 
 def build_run(config, devices=None, *, abstract: bool = False) -> Run:
@@ -149,7 +147,7 @@ def build_run(config, devices=None, *, abstract: bool = False) -> Run:
               config_lib.build_maskers(config),
               config_lib.token_grid(config))
     if abstract:
-        with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.RULES):
+        with parallel.on_mesh(mesh):
             state = parallel.abstract_sharded(train_state_init_fn(run), mesh)
         shardings = jax.tree.map(lambda x: x.sharding, state)
     else:
@@ -167,7 +165,7 @@ def lower(run: Run):
     sharding = parallel.batch_sharding(run.mesh)
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                          batch_spec(run.config, run.maskers, run.config.data.batch_size))
-    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
+    with parallel.on_mesh(run.mesh):
         return run.train_step.lower(run.state, batch)
 
 
@@ -353,8 +351,7 @@ def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: 
         logger.log(step, scalars)
 
     try:
-        with PreemptionWatch(checkpointer) as preemption, jax.set_mesh(run.mesh), \
-                nn.logical_axis_rules(parallel.RULES):
+        with PreemptionWatch(checkpointer) as preemption, parallel.on_mesh(run.mesh):
             for step in range(start, config.train.steps):
                 batch = dict(next(data_iter))
                 step_bad_files = bad_files.add(batch.pop("bad_files")) if bad_files is not None else None

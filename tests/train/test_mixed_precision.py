@@ -1,7 +1,6 @@
 """Mixed precision (config.model.dtype="bfloat16"): bf16 matmuls with float32 parameters, optimizer state, targets
 and loss; the loss follows the float32 run's."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -15,7 +14,7 @@ def train_losses(config, steps: int) -> tuple[list[float], object, str]:
     run = loop.build_run(config)
     stream = iter(loop.data_stream(config, run.maskers, config.data.batch_size))
     state, losses = run.state, []
-    with jax.set_mesh(run.mesh), nn.logical_axis_rules(parallel.RULES):
+    with parallel.on_mesh(run.mesh):
         for step in range(steps):
             batch = dict(next(stream))
             batch.pop("bad_files", None)
