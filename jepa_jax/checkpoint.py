@@ -4,6 +4,10 @@ A checkpoint `{workdir}/checkpoints/{step}` holds item `state` (the TrainState),
 (the iterator position, one JSON per process) and item `config` (the resolved run config), written together and
 asynchronously by all processes. Restoring takes an abstract state whose leaves carry the target shardings, so a
 checkpoint loads onto whatever mesh or device count the caller uses, with no conversion step.
+
+Transformer blocks are stored unrolled (`blocks_0`, ...) whatever the run's layout: a run with stacked blocks
+(config.model.scan_layers, models/stacking.py) is unstacked on save and stacked again on restore, so scanned and
+unrolled runs read each other's checkpoints.
 """
 
 import os
@@ -13,6 +17,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
+
+from jepa_jax.models import stacking
 
 COMMIT_FILE = "_CHECKPOINT_METADATA"  # written last by Orbax: a step directory without it is incomplete
 
@@ -34,8 +40,9 @@ class Checkpointer:
             enable_background_delete=True))
 
     def save(self, step: int, state, data_iter=None, config=None) -> None:
-        """Start an asynchronous save of `state` (plus the iterator's position and the config, if given)."""
-        items = {"state": ocp.args.StandardSave(state)}
+        """Start an asynchronous save of `state` (plus the iterator's position and the config, if given); stacked
+        blocks are saved unrolled (for a moment their unstacked copy is held too)."""
+        items = {"state": ocp.args.StandardSave(stacking.unstack(state))}
         if data_iter is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iter)
         if config is not None:
@@ -84,12 +91,15 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_state, data_iter=None):
         """Restore `step` onto the shardings of `abstract_state` (a tree of jax.ShapeDtypeStruct with .sharding);
-        also moves `data_iter` (if given) to where it was at that step."""
-        self.check_compatible(step, abstract_state)
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        also moves `data_iter` (if given) to where it was at that step. A stacked `abstract_state` is restored from
+        the stored unrolled blocks and stacked onto its shardings."""
+        stored_layout = stacking.unstack(abstract_state)
+        self.check_compatible(step, stored_layout)
+        items = {"state": ocp.args.StandardRestore(stored_layout)}
         if data_iter is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
-        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+        state = self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+        return stacking.stack_onto(state, abstract_state) if stacking.is_stacked(abstract_state) else state
 
     def restore_params(self, step: int, device=None) -> dict:
         """Only the model weights of checkpoint `step`, on one device (default this process's first):

@@ -89,7 +89,7 @@ _PROPRIO_WEIGHT = flags.DEFINE_float("proprio_weight", 10.0, "Weight of the pred
 _BASELINES = flags.DEFINE_bool("baselines", True, "Also run random actions and the simulator oracle.")
 _ORACLE_EPISODES = flags.DEFINE_integer("oracle_episodes", 20, "Episodes of the simulator oracle (the first ones; "
                                         "it simulates every candidate, so it is the slowest).")
-_WHAT = flags.DEFINE_list("what", ["step"], "Measurements: step, attention, data, plan, checkpoint.")
+_WHAT = flags.DEFINE_list("what", ["step"], "Measurements: step, compile, attention, data, plan, checkpoint.")
 _COMPARE = flags.DEFINE_string("compare", "none", "none, or torch: time the PyTorch reference (transformers' "
                                "VJEPA2Model modules, the `interop` extra) on the same batch and weights.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement, after a compiling/warm-up call.")
@@ -277,7 +277,8 @@ VERBS = (
           "data": "The trajectory folder the model trained on (its meta.json normalises actions and proprio; "
                   "default: the run's config.data.trajectories).",
           "model": "A `jepa-jax train` run directory of an action-conditioned model (objective ac)."}),
-    Verb("bench", "Speed of a config: train step (vs PyTorch), attention, data, planning, checkpoint stall; JSON.",
+    Verb("bench", "Speed of a config: train step (vs PyTorch), compile time (scanned vs unrolled), attention, "
+         "data, planning, checkpoint stall; JSON.",
          (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model"),
          "jepa-jax bench --config experiments/configs/bench_vjepa2.py:tiny224 --what step --compare torch", _bench,
          {"data": "--what data: a video manifest to decode (default: generated test videos).",

@@ -304,7 +304,7 @@ def build_encoder(config) -> vit.VisionTransformer:
     m = config.model
     return vit.VisionTransformer(size=encoder_size(config), patch_size=m.patch_size, tubelet_size=m.tubelet_size,
                                  pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
-                                 attention=m.attention, dtype=m.dtype)
+                                 attention=m.attention, dtype=m.dtype, scan=m.scan_layers)
 
 
 def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
@@ -315,12 +315,12 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
         return ac_predictor.ACPredictor(embed_dim=encoder_size(config).width, width=p.width, depth=p.depth,
                                         num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
                                         predict_proprio=config.ac.predict_proprio, rope_pairing=m.rope_pairing,
-                                        remat=m.remat, attention=m.attention)
+                                        remat=m.remat, attention=m.attention, scan=m.scan_layers)
     return predictor.Predictor(embed_dim=encoder_size(config).width, width=m.predictor.width,
                                depth=m.predictor.depth, num_heads=m.predictor.num_heads,
                                mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=num_mask_tokens(config),
                                pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
-                               attention=m.attention, dtype=m.dtype)
+                               attention=m.attention, dtype=m.dtype, scan=m.scan_layers)
 
 
 def predictor_inputs(config) -> tuple:

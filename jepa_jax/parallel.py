@@ -2,7 +2,7 @@
 
 Mesh axes: `data` (pure data parallel), `fsdp` (data parallel with sharded parameters), `tensor` (Megatron-style
 heads/MLP split). The batch is sharded over (data, fsdp). Model code names logical axes only (`embed`, `mlp`,
-`heads`, `kv`, and `act_*` for activations); RULES maps them to mesh axes.
+`heads`, `kv`, `layers` for stacked blocks, and `act_*` for activations); RULES maps them to mesh axes.
 """
 
 import contextlib
@@ -26,6 +26,7 @@ RULES = (
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("kv", None),
+    ("layers", None),  # the [L] axis of stacked blocks (models/stacking.py)
 )
 
 

@@ -31,6 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
         # Rematerialisation policy of every block (models/vit.py REMAT_POLICIES): none, nothing_saveable,
         # dots_saveable or dots_with_no_batch_dims_saveable.
         remat="none",
+        # scan_layers: run the blocks as one lax.scan, so the step compiles one block instead of all of them.
+        # Weights are stored per block either way: checkpoints and exports do not depend on it.
+        scan_layers=False,
         # The attention kernel (models/attention.py): auto, xla, blocked or cudnn. attention_strict: a kernel that
         # cannot run here (cudnn off a GPU or in float32) is an error instead of a fallback with a warning.
         attention="auto", attention_strict=False,

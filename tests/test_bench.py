@@ -31,10 +31,13 @@ def test_analytic_flops_agree_with_xla_for_encoder_and_predictor():
     assert total == pytest.approx(step.step_flops_xla(config), rel=0.1)
 
 
-def test_torch_reference_step_computes_our_loss_on_the_same_batch_and_weights():
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_torch_reference_step_computes_our_loss_on_the_same_batch_and_weights(scan_layers):
+    """Also from a scanned run's stacked weights, which the reference receives unrolled."""
     require("torch")
     require("transformers")
     config = bench_config()
+    config.model.scan_layers = scan_layers
     host_batch = step.sample_batch(config, config_lib.build_maskers(config))
     ours = step.JaxStep(config, host_batch)
     reference, (video, masks) = step.torch_reference(config, ours.state.params, host_batch)
@@ -60,6 +63,17 @@ def test_step_measurement_reports_equal_tokens_ratio_flops_and_memory_per_side()
     json.dumps(result)  # printable as is
 
 
+def test_compile_measurement_times_unrolled_and_scanned_cold():
+    config = bench_config()
+    result = next(bench.run(config, ("compile",)))
+    assert (result["encoder_depth"], result["predictor_depth"]) == (2, 2)
+    for side in ("unrolled", "scanned"):
+        assert result[side]["total_s"] == pytest.approx(result[side]["lower_s"] + result[side]["compile_s"])
+    assert result["ratio"] == pytest.approx(result["unrolled"]["total_s"] / result["scanned"]["total_s"])
+    assert not config.model.scan_layers  # the caller's config is left as it was
+    json.dumps(result)
+
+
 def test_torch_reference_refuses_what_vjepa2model_cannot_run():
     config = bench_config()
     config.model.pos_embedding = "sincos"
@@ -69,7 +83,7 @@ def test_torch_reference_refuses_what_vjepa2model_cannot_run():
 
 
 def test_unknown_measure_or_reference_is_a_one_line_error():
-    with pytest.raises(ValueError, match=r"--what speed: choose from step,attention,data,plan,checkpoint"):
+    with pytest.raises(ValueError, match=r"--what speed: choose from step,compile,attention,data,plan,checkpoint"):
         bench.check(["step", "speed"], "none")
     world_model = config_lib.load_spec("experiments/configs/pusht_ac.py:smoke")
     world_model.data.trajectories = "unused"

@@ -3,6 +3,8 @@
   step        compile time, step time, tokens/s, clips/s, FLOPs (analytic and XLA's, with the encoder and
               predictor checked apart), MFU, peak memory; with compare="torch" the PyTorch reference step on the
               same batch and weights, alternating with ours, and ratio = jepa_jax / torch (benchmarks.step)
+  compile     cold lower + compile seconds of the train step with unrolled and with scanned blocks
+              (model.scan_layers), and ratio = unrolled / scanned (benchmarks.compile)
   attention   forward and forward + backward of each attention kernel at the config's encoder shape, and torch's
               scaled_dot_product_attention on the same arrays (benchmarks.attention)
   data        host pipeline clips/s per core: our decoder, packed ArrayRecord clips, decode-everything (official
@@ -15,9 +17,9 @@
 from typing import Iterator
 
 from jepa_jax import config as config_lib
-from jepa_jax.benchmarks import attention, checkpoint, data, planning, step
+from jepa_jax.benchmarks import attention, checkpoint, compile as compile_lib, data, planning, step
 
-MEASURES = ("step", "attention", "data", "plan", "checkpoint")
+MEASURES = ("step", "compile", "attention", "data", "plan", "checkpoint")
 COMPARE = ("none", "torch")
 
 
@@ -42,6 +44,8 @@ def run(config, what=("step",), *, compare: str = "none", repeats: int = 5, mani
     config_lib.validate(config)
     if "step" in what:
         yield step.measure_step(config, repeats, compare if compare != "none" else None)
+    if "compile" in what:
+        yield compile_lib.compile_times(config)
     if "attention" in what:
         yield from attention.kernel_times(attention.encoder_shape(config), config.model.dtype, repeats,
                                           with_torch=compare == "torch")

@@ -16,6 +16,7 @@ import numpy as np
 from jepa_jax import (config as config_lib, export, layouts, masks as masks_lib, metrics as metrics_lib, native,
                       parallel)
 from jepa_jax.benchmarks import flops as flops_lib, memory, torch_step
+from jepa_jax.models import stacking
 from jepa_jax.train import loop
 
 MEMORY_STEPS = 3  # steps each side runs in its memory-measuring process
@@ -70,7 +71,8 @@ def torch_options(config) -> dict:
 def torch_reference(config, params, host_batch: dict):
     """(TorchStep with `params`' encoder and predictor, its device batch)."""
     options = torch_options(config)
-    flat = {**native.flatten(jax.device_get(params["encoder"])), **native.flatten(jax.device_get(params["predictor"]))}
+    params = stacking.unstack(jax.device_get(params))
+    flat = {**native.flatten(params["encoder"]), **native.flatten(params["predictor"])}
     reference = torch_step.TorchStep(export.hf_config(config), layouts.to_layout(layouts.HF, flat), **options)
     return reference, reference.to_device(host_batch["video"], host_batch["masks"])
 
@@ -123,7 +125,8 @@ def measure_step(config, repeats: int = 5, compare: str | None = None, with_memo
     num_tokens = flops_lib.clip_tokens(config)
     result = {"measure": "step", "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
               "devices": jax.device_count(), "model": config.model.size, "objective": config.objective,
-              "dtype": config.model.dtype, "attention": config.model.attention, "batch": config.data.batch_size,
+              "dtype": config.model.dtype, "attention": config.model.attention, "scan_layers": config.model.scan_layers,
+              "batch": config.data.batch_size,
               "clip": list(config_lib.clip_shape(config)),
               "predictor": [config.model.predictor.width, config.model.predictor.depth],
               "tokens": {"jepa_jax": token_counts(num_tokens, host_batch["masks"])}}

@@ -93,6 +93,7 @@ class ACPredictor(nn.Module):
     rope_pairing: posemb.RopePairing = "repeat"
     remat: str = "none"  # a name in vit.REMAT_POLICIES
     attention: attention_lib.Implementation = "auto"
+    scan: bool = False  # blocks as one lax.scan (vit.transformer_blocks); the weights' layout is the same
 
     @nn.compact
     def __call__(self, frames, actions, proprio, grid_hw: tuple[int, int], cache=None):
@@ -122,10 +123,10 @@ class ACPredictor(nn.Module):
         total = cached // per_frame + num_frames
         coords = jnp.asarray(token_coordinates(total, grid_hw)[cached:])
         mask = jnp.asarray(block_causal_mask(total, per_frame)[cached:])[None, None]
-        x = vit.transformer_blocks(x, coords, mask, prefix="predictor_blocks", depth=self.depth,
+        x = vit.transformer_blocks(self, x, coords, mask, prefix="predictor_blocks", depth=self.depth,
                                    num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio), rope=True,
                                    rope_pairing=self.rope_pairing, remat=self.remat, attention=self.attention,
-                                   caches=cache)
+                                   scan=self.scan, caches=cache)
         if cache is not None:
             x, cache = x
         x = x.reshape(batch, num_frames, per_frame, self.width)

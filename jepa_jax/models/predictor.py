@@ -25,6 +25,7 @@ class Predictor(nn.Module):
     remat: str = "none"  # a name in vit.REMAT_POLICIES
     attention: attention_lib.Implementation = "auto"
     dtype: str = "float32"  # compute dtype (bfloat16: mixed precision; parameters stay float32)
+    scan: bool = False  # blocks as one lax.scan (vit.transformer_blocks); the weights' layout is the same
 
     @nn.compact
     def __call__(self, context, context_idx, target_idx, grid: tuple[int, int, int], mask_index: int = 0):
@@ -52,9 +53,9 @@ class Predictor(nn.Module):
             queries = queries + table[target_idx]
         x = jnp.concatenate([x, queries], axis=1)
         coords = posemb.token_coordinates(jnp.concatenate([context_idx, target_idx], axis=1), grid)
-        x = vit.transformer_blocks(x, coords, prefix="predictor_blocks", depth=self.depth,
+        x = vit.transformer_blocks(self, x, coords, prefix="predictor_blocks", depth=self.depth,
                                    num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio),
                                    rope=self.pos_embedding == "rope", rope_pairing=self.rope_pairing,
-                                   remat=self.remat, attention=self.attention)
+                                   remat=self.remat, attention=self.attention, scan=self.scan)
         x = vit.layer_norm("predictor_norm", x.dtype)(x[:, -num_targets:])
         return vit.dense(self.embed_dim, ("mlp", "embed"), "predictor_proj")(x)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.models import attention as attention_lib, posemb
+from jepa_jax.models import attention as attention_lib, posemb, stacking
 
 PosEmbedding = Literal["sincos", "rope"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -173,25 +173,56 @@ REMAT_POLICIES = {
 }
 
 
-def transformer_blocks(x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int, mlp_dim: int,
-                       rope: bool = False, rope_pairing: posemb.RopePairing = "repeat", remat: str = "none",
-                       attention: attention_lib.Implementation = "auto", caches=None):
-    """Run `depth` blocks named {prefix}_0.. inside the calling compact module: [B, N, D] -> [B, N, D].
+def transformer_blocks(module: nn.Module, x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int,
+                       mlp_dim: int, rope: bool = False, rope_pairing: posemb.RopePairing = "repeat",
+                       remat: str = "none", attention: attention_lib.Implementation = "auto", scan: bool = False,
+                       caches=None):
+    """Run `depth` blocks named {prefix}_0.. inside `module`'s compact call: [B, N, D] -> [B, N, D].
 
     Block l (0-based) initialises attn.proj and mlp.fc2 with std 0.02 / sqrt(2 (l + 1)) (V-JEPA 2's depth rescale).
     attention: the attention kernel (models/attention.py; the same numbers from every kernel).
     remat: a name in REMAT_POLICIES.
+    scan: apply the blocks as one jax.lax.scan over their weights stacked on a leading [L] axis, so the step
+      compiles one block instead of `depth`. The weights may come stacked (`{prefix}`, models/stacking.py: a
+      scanned run's train state) or unrolled ({prefix}_l, as checkpoints and exports hold them; stacked here).
+      Initialisation always runs unrolled.
     caches: None, or one (keys, values) per block (Attention's cache); then returns (x, the updated caches).
     """
+    def block_args(layer: int) -> tuple:
+        return num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5, attention
+
+    if scan and not module.is_initializing():
+        params = nn.meta.unbox(module.variables["params"])
+        stacked = params[prefix] if prefix in params else stacking.stack(
+            {f"{prefix}_{layer}": params[f"{prefix}_{layer}"] for layer in range(depth)})[prefix]
+        return scan_blocks(Block(*block_args(0), parent=None), stacked, x, coords, mask, remat, caches)
     block_cls = Block if remat == "none" else nn.remat(Block, policy=REMAT_POLICIES[remat])
     updated = []
     for layer in range(depth):
-        x = block_cls(num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5, attention,
-                      name=f"{prefix}_{layer}")(x, coords, mask, None if caches is None else caches[layer])
+        x = block_cls(*block_args(layer), name=f"{prefix}_{layer}")(x, coords, mask,
+                                                                   None if caches is None else caches[layer])
         if caches is not None:
             x, cache = x
             updated.append(cache)
     return x if caches is None else (x, tuple(updated))
+
+
+def scan_blocks(block: Block, stacked, x, coords=None, mask=None, remat: str = "none", caches=None):
+    """`block` (unbound) applied with each layer of the stacked weights (leaves [L, ...]) in turn, as one
+    jax.lax.scan: [B, N, D] -> [B, N, D] (or (x, updated caches) with one (keys, values) cache per layer)."""
+    def body(x, layer):
+        weights, cache = layer
+        out = block.apply({"params": weights}, x, coords, mask, cache)
+        return (out, None) if cache is None else out
+
+    if remat != "none":
+        body = jax.checkpoint(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
+    stacked_caches = None if caches is None else jax.tree.map(lambda *layers: jnp.stack(layers), *caches)
+    x, updated = jax.lax.scan(body, x, (stacked, stacked_caches))
+    if caches is None:
+        return x
+    keys, values = updated
+    return x, tuple((keys[layer], values[layer]) for layer in range(len(caches)))
 
 
 def token_grid(video_shape, patch_size: int, tubelet_size: int) -> tuple[int, int, int]:
@@ -243,6 +274,7 @@ class VisionTransformer(nn.Module):
     remat: str = "none"  # a name in REMAT_POLICIES
     attention: attention_lib.Implementation = "auto"
     dtype: str = "float32"  # compute dtype (bfloat16: mixed precision; parameters stay float32)
+    scan: bool = False  # blocks as one lax.scan (transformer_blocks); the weights' layout is the same
 
     @nn.compact
     def __call__(self, video, keep=None):
@@ -263,9 +295,10 @@ class VisionTransformer(nn.Module):
         if keep is not None:
             x = gather_tokens(x, keep)
             coords = posemb.token_coordinates(keep, grid)
-        x = transformer_blocks(x, coords, prefix="blocks", depth=dims.depth, num_heads=dims.num_heads,
+        x = transformer_blocks(self, x, coords, prefix="blocks", depth=dims.depth, num_heads=dims.num_heads,
                                mlp_dim=dims.mlp_dim, rope=self.pos_embedding == "rope",
-                               rope_pairing=self.rope_pairing, remat=self.remat, attention=self.attention)
+                               rope_pairing=self.rope_pairing, remat=self.remat, attention=self.attention,
+                               scan=self.scan)
         return layer_norm("norm", x.dtype)(x)
 
 

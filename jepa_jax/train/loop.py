@@ -20,6 +20,7 @@ import numpy as np
 from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, native, parallel
 from jepa_jax.data import pipeline, trajectories
 from jepa_jax.data import video as video_lib
+from jepa_jax.models import stacking
 from jepa_jax.train import optim, state as state_lib, step as step_lib
 
 
@@ -115,7 +116,8 @@ def train_state_init_fn(run: Run):
     video = jnp.zeros((1, frames, size, size, 3), jnp.float32)
     key = jax.random.key(config.seed)
     return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer, video,
-                                              config_lib.predictor_inputs(config), use_ema=config.objective == "ema")
+                                              config_lib.predictor_inputs(config), use_ema=config.objective == "ema",
+                                              stacked=config.model.scan_layers)
 
 
 def frozen_groups(config) -> tuple[str, ...]:
@@ -228,13 +230,16 @@ def new_stage(state: state_lib.TrainState) -> state_lib.TrainState:
 
 def place_weights(flat: dict, like, directory: str, group: str):
     """{name: numpy array} read from `directory` (an export folder or a run) as a tree shaped and sharded like
-    `like` (each process places its own shards); a missing, extra or mis-shaped tensor fails naming it."""
+    `like` (each process places its own shards; stacked blocks are stacked, models/stacking.py); a missing, extra
+    or mis-shaped tensor fails naming it."""
+    unrolled = stacking.unstack(checkpoint.abstract_like(like))
     native.check_tensors(os.path.join(directory, native.WEIGHTS_FILE) if native.is_folder(directory) else directory,
-                         native.flatten(like, lambda x: x.shape), {k: v.shape for k, v in flat.items()},
+                         native.flatten(unrolled, lambda x: x.shape), {k: v.shape for k, v in flat.items()},
                          f"the {group} of this run's config.model (set its fields as in "
                          f"{directory}/{native.CONFIG_FILE})")
-    tree = native.unflatten(flat)
-    return jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]), tree, like)
+    placed = jax.tree.map(lambda v, x: jax.make_array_from_callback(x.shape, x.sharding, lambda i: v[i]),
+                          native.unflatten(flat), unrolled)
+    return stacking.stack_onto(placed, like) if stacking.is_stacked(like) else placed
 
 
 def pretrained_encoder(source: str, step: int | None) -> dict:

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jepa_jax.models import stacking
+
 
 def warmup_cosine_lr(start_lr: float, lr: float, final_lr: float, warmup_steps: int, horizon: int):
     """Schedule count -> lr: linear start_lr -> lr over `warmup_steps`, then cosine to final_lr at `horizon`."""
@@ -46,9 +48,10 @@ def cosine_weight_decay(weight_decay: float, final_weight_decay: float, horizon:
 
 
 def decay_mask(params):
-    """True for parameters that get weight decay: not a bias and more than one dimension."""
+    """True for parameters that get weight decay: not a bias and more than one dimension (per block, for stacked
+    blocks: their [L] axis is not counted)."""
     def keep(path, leaf):
-        return jnp.ndim(leaf) > 1 and "bias" not in jax.tree_util.keystr(path)
+        return jnp.ndim(leaf) - stacking.in_stacked_block(path) > 1 and "bias" not in jax.tree_util.keystr(path)
     return jax.tree_util.tree_map_with_path(keep, params)
 
 

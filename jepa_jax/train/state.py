@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jepa_jax.models import stacking
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -19,7 +21,8 @@ class TrainState:
     rng: jax.Array
 
 
-def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor_inputs, use_ema: bool):
+def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor_inputs, use_ema: bool,
+                     stacked: bool = False):
     """Initialise a TrainState (params keep their logical-partitioning boxes; see parallel.init_sharded).
 
     Args:
@@ -29,11 +32,15 @@ def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor
       sample_video: float [1, T, H, W, C] array (or abstract value) of the clip shape.
       predictor_inputs: sample arguments of predictor.init (config.predictor_inputs).
       use_ema: keep an EMA copy of the encoder (the `ema` objective).
+      stacked: hold the transformer blocks stacked (models/stacking.py; config.model.scan_layers).
     """
     enc_key, pred_key, state_key = jax.random.split(rng, 3)
     encoder_params = encoder.init(enc_key, sample_video)["params"]
     predictor_params = predictor.init(pred_key, *predictor_inputs)["params"]
     params = {"encoder": encoder_params, "predictor": predictor_params}
+    if stacked:
+        params = stacking.stack(params)
+        encoder_params = params["encoder"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       ema_params=jax.tree.map(jnp.copy, encoder_params) if use_ema else None,
                       opt_state=optimizer.init(params), rng=state_key)
