@@ -34,8 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
         # scan_layers: run the blocks as one lax.scan, so the step compiles one block instead of all of them.
         # Weights are stored per block either way: checkpoints and exports do not depend on it.
         scan_layers=False,
-        # The attention kernel (models/attention.py): auto, xla, blocked or cudnn. attention_strict: a kernel that
-        # cannot run here (cudnn off a GPU or in float32) is an error instead of a fallback with a warning.
+        # The attention kernel (models/attention.py): auto, xla, blocked, cudnn or splash. attention_strict: a
+        # kernel that cannot run here (cudnn off a GPU or in float32, splash off a TPU) is an error instead of a
+        # fallback with a warning.
         attention="auto", attention_strict=False,
         # Compute dtype: float32, or bfloat16 (mixed precision: bf16 activations and matmuls; parameters, optimizer
         # state, normalisation statistics, softmax and losses stay float32).

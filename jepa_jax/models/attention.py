@@ -6,18 +6,25 @@
   pass. One tile's scores are live instead of all [B, h, N, M], which keeps them in cache on CPU and bounds the
   memory of long sequences.
 - "cudnn": jax.nn.dot_product_attention's cuDNN (flash) kernel; GPU only, bf16/fp16 only.
-- "auto": cudnn on a GPU for bf16/fp16 inputs, blocked on CPU, else xla.
+- "splash": the Pallas splash-attention kernel (jax.experimental.pallas.ops.tpu); TPU only, no attention mask
+  (a masked call runs "xla"). Sequences are padded to whole 128-token blocks with the padded keys masked out; the
+  kernel runs per device under shard_map over the batch and heads axes (logical names, mapped by the rules).
+- "auto": cudnn on a GPU for bf16/fp16 inputs, splash on a TPU, blocked on CPU, else xla.
 """
 
 import functools
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 from absl import logging
+import flax.linen as nn
+import jax
+from jax.sharding import PartitionSpec
+import jax.numpy as jnp
+import numpy as np
 
-Implementation = Literal["auto", "xla", "blocked", "cudnn"]
-IMPLEMENTATIONS = ("auto", "xla", "blocked", "cudnn")
+Implementation = Literal["auto", "xla", "blocked", "cudnn", "splash"]
+IMPLEMENTATIONS = ("auto", "xla", "blocked", "cudnn", "splash")
+SPLASH_BLOCKS = (512, 256, 128)  # splash tile sizes, largest first: the largest that divides the padded length
 QUERY_BLOCK = 512
 SCORES_PER_TILE = 1_500_000  # about 6 MB of fp32 scores: a tile stays in cache on CPU
 _HALF = (jnp.bfloat16, jnp.float16)
@@ -39,6 +46,8 @@ def unavailable(implementation: str, dtype) -> str | None:
     if implementation == "cudnn" and not (jax.default_backend() == "gpu" and dtype in _HALF):
         return (f"model.attention='cudnn' needs a GPU and bf16/fp16 inputs (here: {jax.default_backend()}, "
                 f"{jnp.dtype(dtype).name})")
+    if implementation == "splash" and jax.default_backend() != "tpu":
+        return f"model.attention='splash' needs a TPU (here: {jax.default_backend()})"
     return None
 
 
@@ -56,7 +65,7 @@ def resolve(implementation: str, dtype) -> str:
         return implementation
     if backend == "gpu" and dtype in _HALF:
         return "cudnn"
-    return "blocked" if backend == "cpu" else "xla"
+    return {"cpu": "blocked", "tpu": "splash"}.get(backend, "xla")
 
 
 def _head_major_attention(q, k, v, mask):
@@ -114,10 +123,48 @@ def _blocked(q, k, v, mask):
     return out.reshape(batch, blocks * size, heads, head_dim)[:, :n]
 
 
+def _splash_block(length: int) -> int:
+    return next(block for block in SPLASH_BLOCKS if length % block == 0)
+
+
+def _splash(q, k, v, interpret: bool = False):
+    """q [B, N, h, Dh], k/v [B, M, h, Dh] -> [B, N, h, Dh] with the splash kernel (interpret: Pallas's interpreter,
+    which runs anywhere, for tests). N and M are padded to whole blocks; padded keys are masked, padded queries
+    dropped."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import (splash_attention_kernel as splash,
+                                                                  splash_attention_mask as splash_mask)
+    n, m, heads = q.shape[1], k.shape[1], q.shape[2]
+    block = SPLASH_BLOCKS[-1]
+    padded_n, padded_m = -(-n // block) * block, -(-m // block) * block
+    keys_kept = np.zeros((padded_n, padded_m), bool)
+    keys_kept[:, :m] = True
+    bq, bkv = _splash_block(padded_n), _splash_block(padded_m)
+    sizes = splash.BlockSizes(block_q=bq, block_kv=bkv, block_kv_compute=bkv, block_q_dkv=bq, block_kv_dkv=bkv,
+                              block_kv_dkv_compute=bkv, block_q_dq=bq, block_kv_dq=bkv)
+    kernel = splash.make_splash_mha(splash_mask.MultiHeadMask([splash_mask.NumpyMask(keys_kept)] * heads),
+                                    block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+
+    def head_major(x, padded):  # [B, L, h, Dh] -> [B, h, padded, Dh]
+        return jnp.pad(x, ((0, 0), (0, padded - x.shape[1]), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
+
+    def per_device(q, k, v):  # [b, h', L, Dh] blocks of the batch and heads: the kernel takes one sample's heads
+        return jax.vmap(lambda q, k, v: kernel(q, k, v, segment_ids=None))(q, k, v)
+
+    mesh, run = jax.sharding.get_abstract_mesh(), per_device
+    if not mesh.empty:
+        spec = PartitionSpec(*nn.logical_to_mesh_axes(("act_batch", "heads", None, None)))
+        run = jax.shard_map(per_device, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)
+    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    out = run(head_major(q * scale, padded_n), head_major(k, padded_m), head_major(v, padded_m))
+    return out.transpose(0, 2, 1, 3)[:, :n]
+
+
 def dot_product_attention(q, k, v, mask=None, implementation: Implementation = "auto"):
     """Softmax(q k^T / sqrt(Dh)) v: q [B, N, h, Dh], k/v [B, M, h, Dh], mask None or bool [B, 1|h, N, M]
     -> [B, N, h, Dh]."""
     kernel = resolve(implementation, q.dtype)
+    if kernel == "splash" and mask is None:
+        return _splash(q, k, v)
     if kernel == "blocked":
         return _blocked(q, k, v, mask)
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn" if kernel == "cudnn" else "xla")

@@ -1,13 +1,15 @@
 """Attention kernels: the blocked path equals the XLA one (values and gradients), the choice by backend, and the
 model.attention switch reaching every block."""
 
+import contextlib
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jepa_jax import config as config_lib
+from jepa_jax import config as config_lib, parallel
 from jepa_jax.models import attention, vit
 
 
@@ -54,6 +56,29 @@ def test_blocked_attention_matches_the_reference_and_xla_with_gradients(small_bl
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("on_mesh", [False, True])
+def test_splash_attention_matches_the_reference_with_gradients(on_mesh):
+    """The TPU kernel run by Pallas's interpreter: 150 queries and 200 keys (padded to 256, the padded keys masked
+    out); on_mesh: jitted on a (data 2, fsdp 2, tensor 2) mesh, the kernel under shard_map over batch and heads."""
+    rng = np.random.default_rng(2)
+    q = jnp.asarray(rng.normal(size=(4, 150, 2, 16)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(4, 200, 2, 16)), jnp.float32) for _ in range(2))
+    splash = lambda *qkv: attention._splash(*qkv, interpret=True)  # pylint: disable=protected-access
+    loss = lambda kernel: lambda *qkv: jnp.sum(jnp.sin(kernel(*qkv)))
+    if on_mesh:
+        mesh = parallel.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+        sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp"), None, "tensor"))
+        q, k, v = (jax.device_put(x, sharded) for x in (q, k, v))
+    with (parallel.on_mesh(mesh) if on_mesh else contextlib.nullcontext()):
+        out = jax.jit(splash)(q, k, v)
+        grads = jax.jit(jax.grad(loss(splash), argnums=(0, 1, 2)))(q, k, v)
+    chex.assert_shape(out, (4, 150, 2, 16))
+    np.testing.assert_allclose(out, reference_attention(q, k, v, None), atol=1e-5)
+    expected = jax.grad(loss(lambda *qkv: attention.dot_product_attention(*qkv, None, "xla")), argnums=(0, 1, 2))
+    for got, want in zip(grads, expected(q, k, v)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_auto_blocks_on_cpu_and_cudnn_falls_back_with_a_warning(monkeypatch):
     assert jax.default_backend() == "cpu"
     assert attention.resolve("auto", jnp.float32) == "blocked"
@@ -72,6 +97,8 @@ def test_auto_blocks_on_cpu_and_cudnn_falls_back_with_a_warning(monkeypatch):
     with pytest.raises(ValueError, match=r"^config.model.attention='cudnn' needs a GPU and bf16/fp16 inputs \(here: "
                                          r"cpu, bfloat16\), and config.model.attention_strict=True: choose another"):
         config_lib.validate(config)
+    assert attention.resolve("splash", jnp.float32) == "blocked"
+    assert warnings[-1] == "model.attention='splash' needs a TPU (here: cpu); using 'blocked'"
     with pytest.raises(ValueError, match=r"model.attention='flash': choose one of \['auto', 'xla', 'blocked', "):
         attention.resolve("flash", jnp.float32)
 
