@@ -87,3 +87,29 @@ def current_hyperparams(opt_state) -> dict:
         if injected(state):
             return {"lr": state.hyperparams["learning_rate"], "weight_decay": state.hyperparams["weight_decay"]}
     raise ValueError("optimizer state has no injected hyper-parameters")
+
+
+def grid_adamw(learning_rates, weight_decays, total_steps: int, b1: float = 0.9, b2: float = 0.999,
+               eps: float = 1e-8) -> optax.GradientTransformation:
+    """AdamW for G models trained at once (V-JEPA 2's probe grid): every leaf of params carries a leading [G]
+    member axis; member g's learning rate is cosine-decayed from learning_rates[g] to 0 over `total_steps` (no
+    warmup) and its weight decay is weight_decays[g] on every parameter (one group: biases and norms too). Each
+    member's update is exactly what AdamW would do to that member alone."""
+    rates = jnp.asarray(learning_rates, jnp.float32)
+    decays = jnp.asarray(weight_decays, jnp.float32)
+    if rates.shape != decays.shape or rates.ndim != 1:
+        raise ValueError(f"probe grid: {rates.shape[0] if rates.ndim else 1} learning rates and "
+                         f"{decays.shape[0] if decays.ndim else 1} weight decays: give one pair per member")
+
+    def member(rate, decay) -> optax.GradientTransformation:
+        return optax.adamw(optax.cosine_decay_schedule(rate, max(total_steps, 1)), b1=b1, b2=b2, eps=eps,
+                           weight_decay=decay)
+
+    def init(params):
+        return jax.vmap(member(1.0, 0.0).init)(params)  # Adam's moments and count: the same for every rate
+
+    def update(grads, state, params=None):
+        return jax.vmap(lambda g, s, p, rate, decay: member(rate, decay).update(g, s, p))(grads, state, params,
+                                                                                          rates, decays)
+
+    return optax.GradientTransformation(init, update)
