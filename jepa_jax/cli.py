@@ -126,6 +126,11 @@ def _train() -> None:
     summary = loop.train(config, workdir)
     loop.save_summary(summary, workdir)
     print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()}))
+    if config.objective == "probe" and summary["preempted_at"] is None:
+        from jepa_jax.evals import probe  # pylint: disable=g-import-not-at-top
+        scores = probe.probe_run_scores(workdir)
+        print(json.dumps({"task": scores["task"], "best": scores["best"], "ridge_quad_r2": scores["ridge_quad_r2"]}))
+        return
     if not report.wanted_after_training(config, summary):
         return  # no probes asked for, not the built-in world, or preempted (`train` again resumes)
     _print_report(config, workdir)

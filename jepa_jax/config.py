@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from jepa_jax import masks as masks_lib, recipes
-from jepa_jax.models import ac_predictor, attention, posemb, predictor, vit
+from jepa_jax.data import pipeline
+from jepa_jax.models import ac_predictor, attention, posemb, predictor, probe, vit
 
-OBJECTIVES = ("ema", "sigreg", "ac")
+OBJECTIVES = ("ema", "sigreg", "ac", "probe")
 LOSSES = ("l1", "l2", "smooth_l1")
 POS_EMBEDDINGS = ("rope", "sincos")
 DATA_SOURCES = ("balls", "video", "packed", "trajectories")
@@ -171,6 +172,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.objective == "ac":
         _validate_ac(config)
         return
+    if config.objective == "probe":
+        _validate_probe(config)
+        return
     if config.model.predictor.width % config.model.predictor.num_heads:
         raise ValueError(f"config.model.predictor.width={config.model.predictor.width} must be divisible by "
                          f"config.model.predictor.num_heads={config.model.predictor.num_heads}")
@@ -187,6 +191,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          f"number of steps")
     if not all(0 < f <= 1 for f in config.probe.at_fractions):
         raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
+
+
+def _validate_probe(config) -> None:
+    """Attentive probes (objective "probe") on a built-in task of the world."""
+    task = config.attentive
+    if config.data.source != "balls":
+        raise ValueError(f"config.objective='probe' trains on the built-in world's tasks, not config.data.source="
+                         f"{config.data.source!r}: set --config.data.source=balls")
+    _choice(task.task, "attentive.task", pipeline.PROBE_TASKS)
+    _choice(task.flavour, "attentive.flavour", probe.FLAVOURS)
+    for field in ("attentive.depth", "attentive.num_heads", "attentive.ahead"):
+        _positive(_field(config, field), field)
+    width = encoder_size(config).width
+    if width % task.num_heads:
+        raise ValueError(f"config.attentive.num_heads={task.num_heads} must divide the encoder width {width}")
+    if not task.learning_rates or not task.weight_decays:
+        raise ValueError("config.attentive.learning_rates and weight_decays must each hold at least one value")
+
+
+def probe_members(config) -> list[tuple[float, float]]:
+    """The probe grid: every (learning rate, weight decay) of config.attentive, rates outermost."""
+    return [(lr, wd) for lr in config.attentive.learning_rates for wd in config.attentive.weight_decays]
+
+
+def probe_num_targets(config) -> int:
+    """Outputs of the built-in probe tasks: x and y of every ball."""
+    return 2 * config.data.world.num_balls
 
 
 def _validate_ac(config) -> None:
@@ -308,8 +339,13 @@ def build_encoder(config) -> vit.VisionTransformer:
 
 
 def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
-    """The objective's predictor: the mask-token predictor (JEPA) or the action-conditioned one ("ac")."""
+    """The objective's predictor: the mask-token predictor (JEPA), the action-conditioned one ("ac") or the
+    attentive probe ("probe")."""
     m = config.model
+    if config.objective == "probe":
+        a = config.attentive
+        return probe.AttentiveProbe(num_outputs=probe_num_targets(config), depth=a.depth, num_heads=a.num_heads,
+                                    flavour=a.flavour, attention=m.attention)
     if config.objective == "ac":
         p = config.ac.predictor
         return ac_predictor.ACPredictor(embed_dim=encoder_size(config).width, width=p.width, depth=p.depth,
@@ -326,6 +362,8 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
 def predictor_inputs(config) -> tuple:
     """Sample arguments for the predictor's init: its weights do not depend on how many tokens it sees."""
     width = encoder_size(config).width
+    if config.objective == "probe":
+        return (jnp.zeros((1, 1, width)),)
     if config.objective == "ac":
         ac = config.ac
         return (jnp.zeros((1, 1, 1, width)), jnp.zeros((1, 1, ac.action_dim)), jnp.zeros((1, 1, ac.proprio_dim)),

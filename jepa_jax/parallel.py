@@ -27,6 +27,7 @@ RULES = (
     ("heads", "tensor"),
     ("kv", None),
     ("layers", None),  # the [L] axis of stacked blocks (models/stacking.py)
+    ("members", None),  # the [G] axis of a probe grid (train/state.py replicate)
 )
 
 

@@ -77,6 +77,13 @@ def base_config() -> ml_collections.ConfigDict:
                      proprio_dim=2, rollout_steps=2, predict_proprio=True, proprio_weight=1.0, pool_grid=0,
                      state_norm="layer", rollout_proprio="recorded",
                      predictor=dict(width=128, depth=4, num_heads=4, mlp_ratio=4.0))
+    # objective="probe": attentive probes (models/probe.py) on a frozen encoder, a grid of learning rates x weight
+    # decays trained at once (V-JEPA 2's protocol), on a built-in task of config.data.world (data/pipeline.py
+    # ProbeTargets: position, velocity, or where the balls are `ahead` frames after the clip). encoder_from: the
+    # encoder, "RUN_DIR[:STEP]" (its EMA target if it has one) or an export folder; "" probes the config's encoder
+    # at random init (a floor). num_heads must divide the encoder width.
+    config.attentive = dict(task="position", ahead=4, encoder_from="", flavour="vjepa2", depth=4, num_heads=16,
+                            learning_rates=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4), weight_decays=(0.01, 0.1, 0.4, 0.8))
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)

@@ -31,6 +31,41 @@ def world_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> BallsWorldS
     return BallsWorldSource(BallsWorldConfig(**config.data.world), num_clips=num_clips, seed=seed)
 
 
+PROBE_TASKS = ("position", "velocity", "ahead")
+
+
+class ProbeTargets:
+    """Map: a world clip -> {"video": uint8 [T, S, S, 3], "targets": float32 [2 N]}, the built-in probe task's
+    ground truth for its N balls (ordered by their fixed colour), in standardised units:
+      position: where each ball is at the middle frame, (p - S/2) / (S/4);
+      velocity: its velocity at the middle frame, over the world's maximum initial speed;
+      ahead:    where it will be `ahead` frames after the clip's last frame (a prediction), as position.
+    The source must hold `ahead` frames more than the clip (`probe_world`)."""
+
+    def __init__(self, task: str, num_frames: int, size: int, max_speed: float, ahead: int = 0):
+        self.task, self.num_frames, self.size, self.max_speed, self.ahead = task, num_frames, size, max_speed, ahead
+
+    def __call__(self, element: dict) -> dict:
+        middle = self.num_frames // 2
+        if self.task == "velocity":
+            targets = element["velocity"][middle] / self.max_speed
+        else:
+            frame = middle if self.task == "position" else self.num_frames - 1 + self.ahead
+            targets = (element["position"][frame] - self.size / 2) / (self.size / 4)
+        return {"video": element["video"][:self.num_frames], "targets": targets.reshape(-1).astype(np.float32)}
+
+
+def probe_world(config, seed: int, num_clips: int = WORLD_CLIPS) -> grain.MapDataset:
+    """Built-in probe examples of config.attentive.task ({"video", "targets"}, ProbeTargets) from world clips of
+    config.data.world, simulated `ahead` frames longer for the "ahead" task."""
+    task = config.attentive
+    ahead = task.ahead if task.task == "ahead" else 0
+    world = BallsWorldConfig(**{**config.data.world, "num_frames": config.data.world.num_frames + ahead})
+    source = BallsWorldSource(world, num_clips=num_clips, seed=seed)
+    targets = ProbeTargets(task.task, config.data.world.num_frames, world.size, world.max_speed, ahead)
+    return grain.MapDataset.source(source).map(targets)
+
+
 class BadFileLog:
     """Process-wide record of unusable files: each path is logged once; keeps examples for error messages."""
 
@@ -164,6 +199,21 @@ def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int) -> di
     return {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
             "masks": tuple(tuple(jax.ShapeDtypeStruct(shape, np.int32) for shape in m.shapes(batch_size))
                            for m in maskers)}
+
+
+def probe_batch_spec(frames: int, size: int, num_targets: int, batch_size: int) -> dict:
+    """The device batch of a probe task as ShapeDtypeStructs: {"video": uint8 [B, T, S, S, 3],
+    "targets": float32 [B, K]}."""
+    return {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
+            "targets": jax.ShapeDtypeStruct((batch_size, num_targets), np.float32)}
+
+
+def probe_dataset(config, local_batch_size: int) -> grain.IterDataset:
+    """This process's infinite, shuffled stream of probe batches (probe_batch_spec) from the built-in world."""
+    examples = probe_world(config, seed=config.seed).seed(config.seed).shuffle().repeat()
+    examples = examples[jax.process_index()::jax.process_count()]
+    return examples.batch(local_batch_size, drop_remainder=True).to_iter_dataset(
+        grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch))
 
 
 def trajectory_batch_spec(frames: int, size: int, action_dim: int, proprio_dim: int, batch_size: int) -> dict:

@@ -23,8 +23,10 @@ def backbone_params(weights: dict, objective: str):
 
 
 def wanted_after_training(config, summary: dict) -> bool:
-    """A finished training run gets the probe report if it asks for one and trained on the built-in world."""
-    return config.probe.report and config.data.source == "balls" and summary["preempted_at"] is None
+    """A finished training run gets the probe report if it asks for one, trained on the built-in world and is not
+    itself a probe run (that one gets evals.probe's scores)."""
+    return (config.probe.report and config.data.source == "balls" and config.objective != "probe"
+            and summary["preempted_at"] is None)
 
 
 def world_report(config, workdir: str) -> dict:

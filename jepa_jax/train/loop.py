@@ -41,6 +41,7 @@ class Run:
 
 
 TRAINING_CURVES = ("loss", "prediction_loss", "teacher_forcing_loss", "rollout_loss", "proprio_loss", "sigreg",
+                   "best_probe_loss", "mean_probe_loss",
                    "target_spread", "target_effective_rank", "prediction_cosine", "lr", "mfu")
 
 
@@ -80,6 +81,8 @@ def batch_spec(config, maskers, batch_size: int) -> dict:
     frames, size = config_lib.clip_shape(config)
     if config.objective == "ac":
         return pipeline.trajectory_batch_spec(frames, size, config.ac.action_dim, config.ac.proprio_dim, batch_size)
+    if config.objective == "probe":
+        return pipeline.probe_batch_spec(frames, size, config_lib.probe_num_targets(config), batch_size)
     return pipeline.batch_spec(frames, size, maskers, batch_size)
 
 
@@ -99,7 +102,10 @@ def check_trajectories(config) -> None:
 
 
 def data_stream(config, maskers, local_batch_size: int):
-    """This process's infinite stream of host batches for config.data.source."""
+    """This process's infinite stream of host batches for config.data.source (config.objective "probe": the
+    built-in task's labelled clips)."""
+    if config.objective == "probe":
+        return pipeline.probe_dataset(config, local_batch_size)
     if config.data.source != "trajectories":
         return pipeline.train_dataset(config, maskers, local_batch_size)
     return trajectories.trajectory_dataset(config.data.trajectories, config.ac.num_frames, config.ac.frameskip,
@@ -115,9 +121,28 @@ def train_state_init_fn(run: Run):
         frames = config.model.tubelet_size
     video = jnp.zeros((1, frames, size, size, 3), jnp.float32)
     key = jax.random.key(config.seed)
+    members = len(config_lib.probe_members(config)) if config.objective == "probe" else 0
     return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer, video,
                                               config_lib.predictor_inputs(config), use_ema=config.objective == "ema",
-                                              stacked=config.model.scan_layers)
+                                              stacked=config.model.scan_layers, members=members)
+
+
+def pretrained_encoder_spec(config) -> tuple[str, str]:
+    """(where the run's encoder comes from, the field naming it): config.ac.encoder_from for "ac",
+    config.attentive.encoder_from for "probe"; ("", "") for objectives that train their encoder from scratch."""
+    if config.objective == "ac":
+        return config.ac.encoder_from, "config.ac.encoder_from"
+    if config.objective == "probe":
+        return config.attentive.encoder_from, "config.attentive.encoder_from"
+    return "", ""
+
+
+def make_optimizer(config):
+    """The objective's optimizer: the probe grid (probe), else AdamW with config.optim (the encoder of a frozen-
+    encoder world model left alone)."""
+    if config.objective == "probe":
+        return optim.probe_optimizer(config_lib.probe_members(config), config.train.steps)
+    return optim.make_optimizer(config.optim, config.train.steps, frozen_groups(config))
 
 
 def frozen_groups(config) -> tuple[str, ...]:
@@ -139,13 +164,14 @@ def build_run(config, devices=None, *, abstract: bool = False) -> Run:
     config_lib.validate(config)
     if config.train.init_from:
         parse_init_from(config.train.init_from)
-    if config.objective == "ac" and config.ac.encoder_from:
-        parse_init_from(config.ac.encoder_from, "config.ac.encoder_from")
+    encoder_from, field = pretrained_encoder_spec(config)
+    if encoder_from:
+        parse_init_from(encoder_from, field)
     mesh = parallel.make_mesh(config.mesh, devices)
     check_batch_split(config, mesh)
     use_compilation_cache(config.train.compilation_cache)
     run = Run(config, mesh, config_lib.build_encoder(config), config_lib.build_predictor(config),
-              optim.make_optimizer(config.optim, config.train.steps, frozen_groups(config)),
+              make_optimizer(config),
               config_lib.build_maskers(config),
               config_lib.token_grid(config))
     if abstract:
@@ -254,9 +280,10 @@ def pretrained_encoder(source: str, step: int | None) -> dict:
     return native.flatten(restored["ema_params"] or restored["params"]["encoder"])
 
 
-def with_pretrained_encoder(state: state_lib.TrainState, spec: str) -> state_lib.TrainState:
-    """`state` whose encoder holds the weights config.ac.encoder_from names (the predictor stays as it is)."""
-    source, step = parse_init_from(spec, "config.ac.encoder_from")
+def with_pretrained_encoder(state: state_lib.TrainState, spec: str,
+                            field: str = "config.ac.encoder_from") -> state_lib.TrainState:
+    """`state` whose encoder holds the weights `spec` (the config `field`) names; the rest stays as it is."""
+    source, step = parse_init_from(spec, field)
     encoder = place_weights(pretrained_encoder(source, step), state.params["encoder"], source, "encoder")
     return state.replace(params={**state.params, "encoder": encoder})
 
@@ -300,8 +327,9 @@ def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
         return new_stage(state), 0, None
     if latest is None:
         logging.warning("starting from scratch in %s", workdir)
-        if config.objective == "ac" and config.ac.encoder_from:
-            return with_pretrained_encoder(run.state, config.ac.encoder_from), 0, None
+        encoder_from, field = pretrained_encoder_spec(config)
+        if encoder_from:
+            return with_pretrained_encoder(run.state, encoder_from, field), 0, None
         return run.state, 0, None
     state = checkpointer.restore(latest, checkpoint.abstract_like(run.state), data_iter)
     metrics_lib.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), latest)

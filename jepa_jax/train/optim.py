@@ -81,12 +81,22 @@ def _adamw(optim, total_steps: int) -> optax.GradientTransformation:
 
 
 def current_hyperparams(opt_state) -> dict:
-    """{'lr': ..., 'weight_decay': ...} of the injected AdamW in `opt_state` (chained, partitioned or not)."""
+    """{'lr': ..., 'weight_decay': ...} of the injected AdamW in `opt_state` (chained, partitioned or not); {} for
+    an optimizer without one (the probe grid, whose members each have their own)."""
     injected = lambda node: hasattr(node, "hyperparams")
     for state in jax.tree.leaves(opt_state, is_leaf=injected):
         if injected(state):
             return {"lr": state.hyperparams["learning_rate"], "weight_decay": state.hyperparams["weight_decay"]}
-    raise ValueError("optimizer state has no injected hyper-parameters")
+    return {}
+
+
+def probe_optimizer(members, total_steps: int) -> optax.GradientTransformation:
+    """The probe objective's optimizer: grid_adamw over params["probe"] (one member per (lr, wd) of `members`),
+    the frozen encoder untouched (no optimizer state)."""
+    grid = grid_adamw([lr for lr, _ in members], [wd for _, wd in members], total_steps)
+    labels = lambda params: {group: jax.tree.map(lambda _: "trained" if group == "probe" else "frozen", tree)
+                             for group, tree in params.items()}
+    return optax.multi_transform({"trained": grid, "frozen": optax.set_to_zero()}, labels)
 
 
 def grid_adamw(learning_rates, weight_decays, total_steps: int, b1: float = 0.9, b2: float = 0.999,

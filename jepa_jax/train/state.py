@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,16 @@ class TrainState:
     rng: jax.Array
 
 
+def replicate(boxed_params, members: int):
+    """Every parameter repeated along a leading [members] axis (logical name `members`): G copies of one init."""
+    def copies(box):
+        return box.replace(value=jnp.broadcast_to(box.value, (members,) + box.value.shape),
+                           names=("members",) + tuple(box.names))
+    return jax.tree.map(copies, boxed_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
 def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor_inputs, use_ema: bool,
-                     stacked: bool = False):
+                     stacked: bool = False, members: int = 0):
     """Initialise a TrainState (params keep their logical-partitioning boxes; see parallel.init_sharded).
 
     Args:
@@ -33,11 +42,15 @@ def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor
       predictor_inputs: sample arguments of predictor.init (config.predictor_inputs).
       use_ema: keep an EMA copy of the encoder (the `ema` objective).
       stacked: hold the transformer blocks stacked (models/stacking.py; config.model.scan_layers).
+      members: > 0 for a probe grid: the predictor is a probe head, held as params["probe"] with `members` copies
+        of its initial weights (state.replicate).
     """
     enc_key, pred_key, state_key = jax.random.split(rng, 3)
     encoder_params = encoder.init(enc_key, sample_video)["params"]
     predictor_params = predictor.init(pred_key, *predictor_inputs)["params"]
     params = {"encoder": encoder_params, "predictor": predictor_params}
+    if members:
+        params = {"encoder": encoder_params, "probe": replicate(predictor_params, members)}
     if stacked:
         params = stacking.stack(params)
         encoder_params = params["encoder"]

@@ -157,6 +157,24 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     return loss, metrics
 
 
+def probe_loss(params, batch, key, *, encoder, probe, monitor=True):
+    """The probe objective: (loss, metrics) of a grid of G attentive probes on frozen features.
+
+    Args:
+      params: {"encoder": frozen (no gradient reaches it), "probe": the probe heads, leaves [G, ...]}.
+      batch: {"video": uint8 [B, T, H, W, C], "targets": float32 [B, K]}.
+
+    loss = the sum over members of each member's mean squared error, so each member's gradient is its own loss's;
+    metrics: "best_probe_loss" and "mean_probe_loss" over the members.
+    """
+    del key, monitor  # deterministic; no collapse monitors for a frozen encoder
+    features = jax.lax.stop_gradient(encoder.apply({"params": params["encoder"]},
+                                                   vit.normalize_video(batch["video"])))
+    outputs = jax.vmap(lambda head: probe.apply({"params": head}, features))(params["probe"])  # [G, B, K]
+    per_member = jnp.square(outputs - batch["targets"][None].astype(outputs.dtype)).mean(axis=(1, 2))
+    return per_member.sum(), {"best_probe_loss": per_member.min(), "mean_probe_loss": per_member.mean()}
+
+
 def micro_batches(tree, k: int):
     """Split every leaf [B, ...] into [k, B / k, ...]; micro-batch i holds samples i, i + k, ... so each stays
     spread over the same devices as the whole batch."""
@@ -205,6 +223,8 @@ def skip_nonfinite(new_state, old_state, metrics: dict):
 
 def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_names: Sequence[str]):
     """config.objective's loss(params, batch, key, *, monitor[, target_params for JEPA]) -> (loss, metrics)."""
+    if config.objective == "probe":
+        return functools.partial(probe_loss, encoder=encoder, probe=predictor)
     if config.objective != "ac":
         return functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
                                  loss_kind=config.loss.kind, sigreg=config.sigreg if config.objective == "sigreg"
@@ -227,7 +247,7 @@ def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int,
 
     def train_step(state, batch):
         step = state.step + 1
-        targets = {} if config.objective == "ac" else {
+        targets = {} if config.objective in ("ac", "probe") else {
             "target_params": state.ema_params if use_ema else state.params["encoder"]}
         loss_fn = functools.partial(loss, monitor=on_schedule(step, monitor_every, total_steps), **targets)
         grads, metrics = mean_gradients(loss_fn, state.params, batch, jax.random.fold_in(state.rng, state.step),
