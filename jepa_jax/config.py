@@ -201,11 +201,16 @@ def _validate_probe(config) -> None:
                          f"{config.data.source!r}: set --config.data.source=balls")
     _choice(task.task, "attentive.task", pipeline.PROBE_TASKS)
     _choice(task.flavour, "attentive.flavour", probe.FLAVOURS)
+    _choice(task.features, "attentive.features", probe.FEATURES)
+    if task.features == "pixels" and task.encoder_from:
+        raise ValueError("config.attentive.features='pixels' reads no encoder: leave config.attentive.encoder_from "
+                         "empty")
     for field in ("attentive.depth", "attentive.num_heads", "attentive.ahead"):
         _positive(_field(config, field), field)
-    width = encoder_size(config).width
+    width = probe_token_width(config)
     if width % task.num_heads:
-        raise ValueError(f"config.attentive.num_heads={task.num_heads} must divide the encoder width {width}")
+        raise ValueError(f"config.attentive.num_heads={task.num_heads} must divide the {task.features} token width "
+                         f"{width}")
     if not task.learning_rates or not task.weight_decays:
         raise ValueError("config.attentive.learning_rates and weight_decays must each hold at least one value")
 
@@ -213,6 +218,14 @@ def _validate_probe(config) -> None:
 def probe_members(config) -> list[tuple[float, float]]:
     """The probe grid: every (learning rate, weight decay) of config.attentive, rates outermost."""
     return [(lr, wd) for lr in config.attentive.learning_rates for wd in config.attentive.weight_decays]
+
+
+def probe_token_width(config) -> int:
+    """Width of the tokens the probe reads: the encoder's, or a tubelet's pixels (t * p * p * 3)."""
+    m = config.model
+    if config.attentive.features == "pixels":
+        return m.tubelet_size * m.patch_size * m.patch_size * 3
+    return encoder_size(config).width
 
 
 def probe_num_targets(config) -> int:
@@ -363,7 +376,7 @@ def predictor_inputs(config) -> tuple:
     """Sample arguments for the predictor's init: its weights do not depend on how many tokens it sees."""
     width = encoder_size(config).width
     if config.objective == "probe":
-        return (jnp.zeros((1, 1, width)),)
+        return (jnp.zeros((1, 1, probe_token_width(config))),)
     if config.objective == "ac":
         ac = config.ac
         return (jnp.zeros((1, 1, 1, width)), jnp.zeros((1, 1, ac.action_dim)), jnp.zeros((1, 1, ac.proprio_dim)),

@@ -81,9 +81,12 @@ def base_config() -> ml_collections.ConfigDict:
     # decays trained at once (V-JEPA 2's protocol), on a built-in task of config.data.world (data/pipeline.py
     # ProbeTargets: position, velocity, or where the balls are `ahead` frames after the clip). encoder_from: the
     # encoder, "RUN_DIR[:STEP]" (its EMA target if it has one) or an export folder; "" probes the config's encoder
-    # at random init (a floor). num_heads must divide the encoder width.
-    config.attentive = dict(task="position", ahead=4, encoder_from="", flavour="vjepa2", depth=4, num_heads=16,
-                            learning_rates=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4), weight_decays=(0.01, 0.1, 0.4, 0.8))
+    # at random init (a floor). features="pixels" probes the normalised pixels of each tubelet instead of an
+    # encoder's tokens (the raw-pixel baseline). num_heads must divide the token width. These defaults suit the tiny world on a CPU
+    # (one cross-attention block, 6 members); V-JEPA 2's protocol is V2_PROBE (depth 4, 20 members).
+    config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", flavour="vjepa2",
+                            depth=1, num_heads=16,
+                            learning_rates=(5e-3, 1e-3, 3e-4), weight_decays=(0.01, 0.1))
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)
@@ -111,6 +114,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
                         at_fractions=(0.1, 0.25, 0.5, 1.0))
     return config
+
+
+# V-JEPA 2's attentive-probe protocol (vjepa_spec.md 7.2): 3 self-attention blocks + 1 cross-attention block, 16
+# heads, 20 probes trained at once over this learning rate x weight decay grid.
+V2_PROBE = dict(flavour="vjepa2", depth=4, num_heads=16, learning_rates=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
+                weight_decays=(0.01, 0.1, 0.4, 0.8))
 
 
 # Default manifests of the official mixtures; point them at your CSVs (`--config.data.video.manifests=...`).

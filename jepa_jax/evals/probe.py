@@ -8,6 +8,7 @@ the same frozen tokens, pooled per time slice into 2 x 2 quadrants, is the linea
 probe.json and probe.md next to the run.
 """
 
+import functools
 import json
 import os
 
@@ -17,7 +18,7 @@ import numpy as np
 from jepa_jax import checkpoint, config as config_lib
 from jepa_jax.data import pipeline
 from jepa_jax.evals import ridge, world_probe
-from jepa_jax.models import vit
+from jepa_jax.models import probe as probe_lib
 
 
 def held_out_examples(config, num_clips: int) -> dict:
@@ -52,14 +53,18 @@ def probe_run_scores(run_dir: str, step: int | None = None) -> dict:
     num_train, num_test = config.probe.num_train, config.probe.num_test
     examples = held_out_examples(config, num_train + num_test)
     encoder, batch = config_lib.build_encoder(config), config.probe.batch_size
-    tokens = world_probe.encoder_tokens(encoder, params["encoder"], examples["video"], batch)
+    read = jax.jit(functools.partial(probe_lib.frozen_tokens, encoder, features=config.attentive.features))
+    tokens = np.concatenate([np.asarray(read(params["encoder"], examples["video"][i:i + batch]))
+                             for i in range(0, len(examples["video"]), batch)])
     targets = examples["targets"]
     predictions = member_predictions(config_lib.build_predictor(config), params["probe"], tokens[num_train:], batch)
     members = [{"r2": ridge.r2_score(targets[num_train:], p), "lr": lr, "weight_decay": wd}
                for p, (lr, wd) in zip(predictions, config_lib.probe_members(config))]
     quads = world_probe.pool_tokens(tokens, config_lib.token_grid(config))["quad"]
     reference = ridge.ridge_probe(quads[:num_train], targets[:num_train], quads[num_train:], targets[num_train:])
-    result = {"task": config.attentive.task, "step": step, "encoder_from": config.attentive.encoder_from or "random init",
+    probed = ("raw pixels" if config.attentive.features == "pixels" else config.attentive.encoder_from
+              or "random init")
+    result = {"task": config.attentive.task, "step": step, "encoder_from": probed,
               "best": max(members, key=lambda m: m["r2"]), "members": members, "ridge_quad_r2": reference["r2"]}
     if jax.process_index() == 0:
         with open(os.path.join(run_dir, "probe.json"), "w", encoding="utf-8") as f:

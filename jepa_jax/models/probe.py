@@ -14,12 +14,14 @@ q += MLP(LN2(q)). Parameter names follow the official state dict (`pooler.query_
 from typing import Literal
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jepa_jax.models import attention as attention_lib, vit
 
 Flavour = Literal["vjepa", "vjepa2"]
 FLAVOURS = ("vjepa", "vjepa2")
+FEATURES = ("encoder", "pixels")
 PROBE_LN_EPS = 1e-5
 
 
@@ -107,3 +109,12 @@ class AttentiveProbe(nn.Module):
         pooled = AttentivePooler(1, self.depth, self.num_heads, self.mlp_ratio, self.flavour, self.attention,
                                  name="pooler")(tokens)[:, 0]
         return vit.dense(self.num_outputs, ("embed", None), "linear")(pooled)
+
+
+def frozen_tokens(encoder: vit.VisionTransformer, encoder_params, video, features: str = "encoder"):
+    """The tokens a probe reads from uint8 clips [B, T, H, W, C], normalised as in training: the frozen encoder's
+    [B, N, D] (no gradient flows back), or for features="pixels" each tubelet's pixels [B, N, t * p * p * C]."""
+    video = vit.normalize_video(video)
+    if features == "pixels":
+        return vit.patchify(video, encoder.patch_size, encoder.tubelet_size)
+    return jax.lax.stop_gradient(encoder.apply({"params": encoder_params}, video))

@@ -237,6 +237,16 @@ def token_grid(video_shape, patch_size: int, tubelet_size: int) -> tuple[int, in
     return frames // tubelet_size, height // patch_size, width // patch_size
 
 
+def patchify(video, patch_size: int, tubelet_size: int):
+    """video [B, T, H, W, C] -> tubelets [B, N, t * p * p * C], time-major token order (PatchEmbed's), each tubelet
+    flattened in (t, p, p, C) order."""
+    b, _, _, _, channels = video.shape
+    t, p = tubelet_size, patch_size
+    grid = token_grid(video.shape, p, t)
+    x = video.reshape(b, grid[0], t, grid[1], p, grid[2], p, channels).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    return x.reshape(b, grid[0] * grid[1] * grid[2], t * p * p * channels)
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping (tubelet x patch x patch) embedding, i.e. a stride = kernel Conv3d (Conv2d if tubelet 1)."""
     width: int
@@ -246,15 +256,12 @@ class PatchEmbed(nn.Module):
     @nn.compact
     def __call__(self, video):
         """video [B, T, H, W, C] -> tokens [B, N, D] in time-major order."""
-        b, frames, height, width, channels = video.shape
         t, p = self.tubelet_size, self.patch_size
-        grid = token_grid(video.shape, p, t)
         kernel = self.param("kernel", _param_init(trunc_normal(), (None, None, None, None, "embed")),
-                            (t, p, p, channels, self.width))
+                            (t, p, p, video.shape[-1], self.width))
         bias = self.param("bias", _param_init(nn.initializers.zeros, ("embed",)), (self.width,))
-        x = video.reshape(b, grid[0], t, grid[1], p, grid[2], p, channels)
-        x = jnp.einsum("bTtHhWwc,thwcd->bTHWd", x, kernel.astype(video.dtype))
-        return x.reshape(b, grid[0] * grid[1] * grid[2], self.width) + bias.astype(x.dtype)
+        x = patchify(video, p, t) @ kernel.reshape(-1, self.width).astype(video.dtype)
+        return x + bias.astype(x.dtype)
 
 
 def gather_tokens(x, indices):

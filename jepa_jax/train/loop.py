@@ -477,7 +477,10 @@ class StepLogger:
         if not monitored:
             scalars = {k: v for k, v in scalars.items() if k not in step_lib.MONITORS}
         self.spread = scalars.get("target_spread", self.spread)
-        self.progress.update({"loss": scalars["loss"], "spread": self.spread})
+        shown = {"loss": scalars["loss"]}
+        if math.isfinite(self.spread):  # objectives without collapse monitors (probe) have no spread
+            shown["spread"] = self.spread
+        self.progress.update(shown)
         rate = self.progress.steps_per_second()
         if math.isfinite(rate):
             scalars.update(steps_per_s=rate, step_time_s=1.0 / rate, mfu=self.flops * rate / self.peak)

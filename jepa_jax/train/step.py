@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jepa_jax import metrics as metrics_lib, objectives
-from jepa_jax.models import ac_predictor, vit
+from jepa_jax.models import ac_predictor, probe as probe_lib, vit
 from jepa_jax.train import optim
 
 MONITORS = ("target_spread", "target_feature_std", "target_effective_rank", "prediction_cosine")
@@ -157,20 +157,20 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     return loss, metrics
 
 
-def probe_loss(params, batch, key, *, encoder, probe, monitor=True):
+def probe_loss(params, batch, key, *, encoder, probe, features="encoder", monitor=True):
     """The probe objective: (loss, metrics) of a grid of G attentive probes on frozen features.
 
     Args:
       params: {"encoder": frozen (no gradient reaches it), "probe": the probe heads, leaves [G, ...]}.
       batch: {"video": uint8 [B, T, H, W, C], "targets": float32 [B, K]}.
+      features: "encoder" (its tokens) or "pixels" (probe_lib.frozen_tokens).
 
     loss = the sum over members of each member's mean squared error, so each member's gradient is its own loss's;
     metrics: "best_probe_loss" and "mean_probe_loss" over the members.
     """
     del key, monitor  # deterministic; no collapse monitors for a frozen encoder
-    features = jax.lax.stop_gradient(encoder.apply({"params": params["encoder"]},
-                                                   vit.normalize_video(batch["video"])))
-    outputs = jax.vmap(lambda head: probe.apply({"params": head}, features))(params["probe"])  # [G, B, K]
+    tokens = probe_lib.frozen_tokens(encoder, params["encoder"], batch["video"], features)
+    outputs = jax.vmap(lambda head: probe.apply({"params": head}, tokens))(params["probe"])  # [G, B, K]
     per_member = jnp.square(outputs - batch["targets"][None].astype(outputs.dtype)).mean(axis=(1, 2))
     return per_member.sum(), {"best_probe_loss": per_member.min(), "mean_probe_loss": per_member.mean()}
 
@@ -224,7 +224,7 @@ def skip_nonfinite(new_state, old_state, metrics: dict):
 def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_names: Sequence[str]):
     """config.objective's loss(params, batch, key, *, monitor[, target_params for JEPA]) -> (loss, metrics)."""
     if config.objective == "probe":
-        return functools.partial(probe_loss, encoder=encoder, probe=predictor)
+        return functools.partial(probe_loss, encoder=encoder, probe=predictor, features=config.attentive.features)
     if config.objective != "ac":
         return functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
                                  loss_kind=config.loss.kind, sigreg=config.sigreg if config.objective == "sigreg"

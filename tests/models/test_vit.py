@@ -136,3 +136,12 @@ def test_gelu_is_the_exact_erf_gelu():
     x = np.linspace(-8.0, 8.0, 1001)
     expected = np.array([0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in x])  # torch.nn.GELU()
     np.testing.assert_allclose(vit.gelu(jnp.asarray(x, jnp.float32)), expected, atol=2e-6)
+
+
+def test_patchify_flattens_each_tubelet_in_time_major_token_order():
+    video = np.random.default_rng(3).normal(size=(2, 4, 16, 24, 3)).astype(np.float32)  # grid 2 x 2 x 3
+    tubelets = np.asarray(vit.patchify(jnp.asarray(video), 8, 2))
+    chex.assert_shape(tubelets, (2, 12, 2 * 8 * 8 * 3))
+    for t, h, w in [(0, 0, 0), (1, 0, 2), (1, 1, 1)]:
+        expected = video[:, 2 * t:2 * t + 2, 8 * h:8 * h + 8, 8 * w:8 * w + 8].reshape(2, -1)
+        np.testing.assert_array_equal(tubelets[:, (t * 2 + h) * 3 + w], expected)

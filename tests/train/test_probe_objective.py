@@ -14,7 +14,7 @@ import pytest
 from jepa_jax import checkpoint, config as config_lib
 from jepa_jax.data import pipeline
 from jepa_jax.evals import probe as probe_eval, ridge
-from jepa_jax.models import vit
+from jepa_jax.models import probe as probe_lib, vit
 from jepa_jax.train import loop
 from tests.train.test_step import host_batches, run_steps
 
@@ -105,9 +105,19 @@ def test_a_probe_run_scores_every_member_on_held_out_clips(smoke_config, tmp_pat
     assert os.path.exists(os.path.join(workdir, "probe.md"))
 
 
+def test_pixel_features_are_each_tubelets_normalised_pixels(smoke_config):
+    config = probe_config(smoke_config, features="pixels")
+    config_lib.validate(config)
+    assert config_lib.probe_token_width(config) == 2 * 8 * 8 * 3
+    video = np.random.default_rng(0).integers(0, 256, (2, 8, 64, 64, 3), dtype=np.uint8)
+    tokens = probe_lib.frozen_tokens(config_lib.build_encoder(config), None, video, "pixels")
+    np.testing.assert_allclose(tokens, vit.patchify(vit.normalize_video(video), 8, 2))
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("data.source", "video", r"config.objective='probe' trains on the built-in world's tasks, not config.data.source"),
-    ("attentive.num_heads", 5, r"config.attentive.num_heads=5 must divide the encoder width 32"),
+    ("attentive.num_heads", 5, r"config.attentive.num_heads=5 must divide the encoder token width 32"),
+    ("attentive.encoder_from", "runs/x", r"config.attentive.features='pixels' reads no encoder"),
     ("attentive.task", "colour", r"config.attentive.task='colour' is not valid: choose one of"),
     ("attentive.learning_rates", (), r"config.attentive.learning_rates and weight_decays must each hold"),
 ])
@@ -117,5 +127,7 @@ def test_bad_probe_configs_are_one_line_errors(smoke_config, field, value, messa
     config[section][name] = value
     if field == "data.source":
         config.data.video.manifests = ("unused.csv",)
+    if field == "attentive.encoder_from":
+        config.attentive.features = "pixels"
     with pytest.raises(ValueError, match=message):
         config_lib.validate(config)
