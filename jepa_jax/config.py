@@ -358,7 +358,8 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
     if config.objective == "probe":
         a = config.attentive
         return probe.AttentiveProbe(num_outputs=probe_num_targets(config), depth=a.depth, num_heads=a.num_heads,
-                                    flavour=a.flavour, attention=m.attention)
+                                    flavour=a.flavour, attention=m.attention,
+                                    positions=token_grid(config) if a.positions else None)
     if config.objective == "ac":
         p = config.ac.predictor
         return ac_predictor.ACPredictor(embed_dim=encoder_size(config).width, width=p.width, depth=p.depth,

@@ -82,10 +82,12 @@ def base_config() -> ml_collections.ConfigDict:
     # ProbeTargets: position, velocity, or where the balls are `ahead` frames after the clip). encoder_from: the
     # encoder, "RUN_DIR[:STEP]" (its EMA target if it has one) or an export folder; "" probes the config's encoder
     # at random init (a floor). features="pixels" probes the normalised pixels of each tubelet instead of an
-    # encoder's tokens (the raw-pixel baseline). num_heads must divide the token width. These defaults suit the tiny world on a CPU
+    # encoder's tokens (the raw-pixel baseline). num_heads must divide the token width. positions=True adds the
+    # tokens' fixed 3D sin-cos positions before the probe (models/probe.py: a RoPE encoder's tokens and pixels carry
+    # no absolute position, which the position tasks need); False is the official probe. These defaults suit the tiny world on a CPU
     # (one cross-attention block, 6 members); V-JEPA 2's protocol is V2_PROBE (depth 4, 20 members).
-    config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", flavour="vjepa2",
-                            depth=1, num_heads=16,
+    config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", positions=True,
+                            flavour="vjepa2", depth=1, num_heads=16,
                             learning_rates=(5e-3, 1e-3, 3e-4), weight_decays=(0.01, 0.1))
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
@@ -118,7 +120,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 # V-JEPA 2's attentive-probe protocol (vjepa_spec.md 7.2): 3 self-attention blocks + 1 cross-attention block, 16
 # heads, 20 probes trained at once over this learning rate x weight decay grid.
-V2_PROBE = dict(flavour="vjepa2", depth=4, num_heads=16, learning_rates=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
+V2_PROBE = dict(flavour="vjepa2", depth=4, num_heads=16, positions=False, learning_rates=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
                 weight_decays=(0.01, 0.1, 0.4, 0.8))
 
 

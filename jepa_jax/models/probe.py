@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.models import attention as attention_lib, vit
+from jepa_jax.models import attention as attention_lib, posemb, vit
 
 Flavour = Literal["vjepa", "vjepa2"]
 FLAVOURS = ("vjepa", "vjepa2")
@@ -96,16 +96,25 @@ class AttentivePooler(nn.Module):
 
 class AttentiveProbe(nn.Module):
     """tokens [B, N, D] -> outputs [B, num_outputs] (class logits, or regression targets): AttentivePooler with one
-    query, then `linear`."""
+    query, then `linear`.
+
+    positions: None (the official probes), or the (T', H', W') token grid, whose fixed 3D sin-cos embedding is added
+    to the tokens first. The official pooler sees no positions, so it can only read where something is from what
+    the tokens themselves encode; an encoder with RoPE keeps positions out of its tokens (they enter only the
+    attention scores), and pixels carry none.
+    """
     num_outputs: int
     depth: int = 1
     num_heads: int = 16
     mlp_ratio: float = 4.0
     flavour: Flavour = "vjepa2"
     attention: attention_lib.Implementation = "auto"
+    positions: tuple[int, int, int] | None = None
 
     @nn.compact
     def __call__(self, tokens):
+        if self.positions is not None:
+            tokens = tokens + jnp.asarray(posemb.sincos_3d(tokens.shape[-1], self.positions), tokens.dtype)
         pooled = AttentivePooler(1, self.depth, self.num_heads, self.mlp_ratio, self.flavour, self.attention,
                                  name="pooler")(tokens)[:, 0]
         return vit.dense(self.num_outputs, ("embed", None), "linear")(pooled)

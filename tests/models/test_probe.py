@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jepa_jax.models import probe
+from jepa_jax.models import posemb, probe
 from jepa_jax.train import optim
 
 TOKENS = jax.random.normal(jax.random.key(0), (3, 20, 32)) * 3.0 + 1.0  # [B, N, D], far from normalised
@@ -82,3 +82,14 @@ def test_every_grid_member_trains_as_it_would_alone():
 def test_grid_needs_one_rate_per_decay():
     with pytest.raises(ValueError, match="probe grid: 2 learning rates and 3 weight decays"):
         optim.grid_adamw([1e-3, 1e-4], [0.1, 0.2, 0.3], total_steps=10)
+
+
+def test_positions_add_the_token_grids_sincos_table():
+    """positions=(T', H', W') equals the official probe (positions None) given tokens + the 3D sin-cos table."""
+    grid = (2, 2, 5)  # 20 tokens
+    with_positions = probe.AttentiveProbe(num_outputs=3, num_heads=4, positions=grid)
+    plain = probe.AttentiveProbe(num_outputs=3, num_heads=4)
+    params = plain.init(jax.random.key(4), TOKENS)
+    table = jnp.asarray(posemb.sincos_3d(32, grid))
+    np.testing.assert_allclose(with_positions.apply(params, TOKENS), plain.apply(params, TOKENS + table), atol=1e-6)
+    assert not np.allclose(with_positions.apply(params, TOKENS), plain.apply(params, TOKENS), atol=1e-3)
