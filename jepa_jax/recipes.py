@@ -118,8 +118,9 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
-# V-JEPA 2's attentive-probe protocol (vjepa_spec.md 7.2): 3 self-attention blocks + 1 cross-attention block, 16
-# heads, 20 probes trained at once over this learning rate x weight decay grid.
+# V-JEPA 2's attentive-probe protocol (facebookresearch/vjepa2 configs/eval/vitl/ssv2.yaml: classifier, and
+# optimization.multihead_kwargs): 3 self-attention blocks + 1 cross-attention block, 16 heads, 20 probes trained
+# at once over this learning rate x weight decay grid.
 V2_PROBE = dict(flavour="vjepa2", depth=4, num_heads=16, positions=False, learning_rates=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
                 weight_decays=(0.01, 0.1, 0.4, 0.8))
 

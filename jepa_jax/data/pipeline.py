@@ -55,14 +55,19 @@ class ProbeTargets:
         return {"video": element["video"][:self.num_frames], "targets": targets.reshape(-1).astype(np.float32)}
 
 
-def probe_world(config, seed: int, num_clips: int = WORLD_CLIPS) -> grain.MapDataset:
-    """Built-in probe examples of config.attentive.task ({"video", "targets"}, ProbeTargets) from world clips of
-    config.data.world, simulated `ahead` frames longer for the "ahead" task."""
+def probe_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> tuple[BallsWorldSource, ProbeTargets]:
+    """(world clips of config.data.world, simulated `ahead` frames longer for the "ahead" task; the map that turns
+    each into a probe example of config.attentive.task)."""
     task = config.attentive
     ahead = task.ahead if task.task == "ahead" else 0
     world = BallsWorldConfig(**{**config.data.world, "num_frames": config.data.world.num_frames + ahead})
     source = BallsWorldSource(world, num_clips=num_clips, seed=seed)
-    targets = ProbeTargets(task.task, config.data.world.num_frames, world.size, world.max_speed, ahead)
+    return source, ProbeTargets(task.task, config.data.world.num_frames, world.size, world.max_speed, ahead)
+
+
+def probe_world(config, seed: int, num_clips: int = WORLD_CLIPS) -> grain.MapDataset:
+    """Built-in probe examples {"video", "targets"} of config.attentive.task, by index (probe_source)."""
+    source, targets = probe_source(config, seed, num_clips)
     return grain.MapDataset.source(source).map(targets)
 
 
@@ -210,8 +215,8 @@ def probe_batch_spec(frames: int, size: int, num_targets: int, batch_size: int) 
 
 def probe_dataset(config, local_batch_size: int) -> grain.IterDataset:
     """This process's infinite, shuffled stream of probe batches (probe_batch_spec) from the built-in world."""
-    examples = probe_world(config, seed=config.seed).seed(config.seed).shuffle().repeat()
-    examples = examples[jax.process_index()::jax.process_count()]
+    source, targets = probe_source(config, seed=config.seed)
+    examples = host_share(source, config.seed).map(targets)
     return examples.batch(local_batch_size, drop_remainder=True).to_iter_dataset(
         grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch))
 

@@ -1,8 +1,10 @@
 """Attentive probes: a learned query cross-attends to frozen encoder tokens, then a linear head.
 
-Both official flavours (`*/src/models/attentive_pooler.py`, docs: vjepa_spec.md 7.1):
+Both official flavours (`src/models/attentive_pooler.py` and `src/models/utils/modules.py` of
+facebookresearch/jepa and facebookresearch/vjepa2):
 - "vjepa2": depth - 1 self-attention blocks over the tokens, then one cross-attention block (no output projection
-  in the cross-attention). V-JEPA 2's probes have depth 4 and 16 heads.
+  in the cross-attention). V-JEPA 2's probes have depth 4 and 16 heads (vjepa2 `configs/eval/vitl/ssv2.yaml`:
+  classifier.num_probe_blocks, num_heads).
 - "vjepa":  one cross-attention block (with an output projection `proj`), then depth - 1 self-attention blocks
   over the queries. V-JEPA's probes have depth 1.
 The cross-attention block normalises the tokens (keys and values), never the queries: q += xattn(q, LN1(x)), then

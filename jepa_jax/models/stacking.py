@@ -25,6 +25,10 @@ def _is_dict(x) -> bool:
     return isinstance(x, dict)
 
 
+def _is_box(x) -> bool:
+    return isinstance(x, nn.Partitioned)
+
+
 def _stack_leaves(*leaves):
     """One stacked leaf of L per-block leaves (boxes keep their names, with `layers` in front)."""
     first = leaves[0]
@@ -53,8 +57,9 @@ def _layer_of(leaf, layer: int):
     return _take(leaf, layer) if isinstance(leaf, jax.Array) else leaf[layer]
 
 
-def _is_box(x) -> bool:
-    return isinstance(x, nn.Partitioned)
+def stack_trees(trees):
+    """L trees of the same structure (one per block) as one tree of [L, ...] leaves."""
+    return jax.tree.map(_stack_leaves, *trees, is_leaf=_is_box)
 
 
 def _stack_dict(node):
@@ -70,7 +75,7 @@ def _stack_dict(node):
     for prefix, layers in numbered.items():
         if sorted(layers) != list(range(len(layers))):
             raise ValueError(f"{prefix}_*: blocks {sorted(layers)} are not numbered 0..{len(layers) - 1}")
-        out[prefix] = jax.tree.map(_stack_leaves, *(layers[i] for i in range(len(layers))), is_leaf=_is_box)
+        out[prefix] = stack_trees([layers[i] for i in range(len(layers))])
     return out
 
 
@@ -101,13 +106,7 @@ def unstack(tree):
 
 def is_stacked(tree) -> bool:
     """Whether `tree` holds any stacked blocks."""
-    found = []
-    jax.tree.map(lambda node: found.append(_is_dict(node) and _has_stacked(node)), tree, is_leaf=_is_dict)
-    return any(found)
-
-
-def _has_stacked(node: dict) -> bool:
-    return any(key in BLOCK_PREFIXES or _has_stacked(value) for key, value in node.items() if _is_dict(value))
+    return any(in_stacked_block(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree))
 
 
 def in_stacked_block(path) -> bool:

@@ -193,8 +193,8 @@ def transformer_blocks(module: nn.Module, x, coords=None, mask=None, *, prefix: 
 
     if scan and not module.is_initializing():
         params = nn.meta.unbox(module.variables["params"])
-        stacked = params[prefix] if prefix in params else stacking.stack(
-            {f"{prefix}_{layer}": params[f"{prefix}_{layer}"] for layer in range(depth)})[prefix]
+        stacked = params[prefix] if prefix in params else stacking.stack_trees(
+            [params[f"{prefix}_{layer}"] for layer in range(depth)])
         return scan_blocks(Block(*block_args(0), parent=None), stacked, x, coords, mask, remat, caches)
     block_cls = Block if remat == "none" else nn.remat(Block, policy=REMAT_POLICIES[remat])
     updated = []
@@ -217,7 +217,7 @@ def scan_blocks(block: Block, stacked, x, coords=None, mask=None, remat: str = "
 
     if remat != "none":
         body = jax.checkpoint(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
-    stacked_caches = None if caches is None else jax.tree.map(lambda *layers: jnp.stack(layers), *caches)
+    stacked_caches = None if caches is None else stacking.stack_trees(caches)
     x, updated = jax.lax.scan(body, x, (stacked, stacked_caches))
     if caches is None:
         return x

@@ -62,11 +62,15 @@ def make_optimizer(optim, total_steps: int, frozen: tuple[str, ...] = ()) -> opt
     they hold no optimizer state.
     """
     adamw = _adamw(optim, total_steps)
-    if not frozen:
-        return adamw
+    return with_frozen_groups(adamw, frozen) if frozen else adamw
+
+
+def with_frozen_groups(trained: optax.GradientTransformation, frozen) -> optax.GradientTransformation:
+    """`trained` on every top-level parameter group but those named in `frozen`, whose updates are zero and which
+    hold no optimizer state."""
     labels = lambda params: {group: jax.tree.map(lambda _: "frozen" if group in frozen else "trained", tree)
                              for group, tree in params.items()}
-    return optax.multi_transform({"trained": adamw, "frozen": optax.set_to_zero()}, labels)
+    return optax.multi_transform({"trained": trained, "frozen": optax.set_to_zero()}, labels)
 
 
 def _adamw(optim, total_steps: int) -> optax.GradientTransformation:
@@ -94,9 +98,7 @@ def probe_optimizer(members, total_steps: int) -> optax.GradientTransformation:
     """The probe objective's optimizer: grid_adamw over params["probe"] (one member per (lr, wd) of `members`),
     the frozen encoder untouched (no optimizer state)."""
     grid = grid_adamw([lr for lr, _ in members], [wd for _, wd in members], total_steps)
-    labels = lambda params: {group: jax.tree.map(lambda _: "trained" if group == "probe" else "frozen", tree)
-                             for group, tree in params.items()}
-    return optax.multi_transform({"trained": grid, "frozen": optax.set_to_zero()}, labels)
+    return with_frozen_groups(grid, ("encoder",))
 
 
 def grid_adamw(learning_rates, weight_decays, total_steps: int, b1: float = 0.9, b2: float = 0.999,

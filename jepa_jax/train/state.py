@@ -48,9 +48,10 @@ def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor
     enc_key, pred_key, state_key = jax.random.split(rng, 3)
     encoder_params = encoder.init(enc_key, sample_video)["params"]
     predictor_params = predictor.init(pred_key, *predictor_inputs)["params"]
-    params = {"encoder": encoder_params, "predictor": predictor_params}
     if members:
         params = {"encoder": encoder_params, "probe": replicate(predictor_params, members)}
+    else:
+        params = {"encoder": encoder_params, "predictor": predictor_params}
     if stacked:
         params = stacking.stack(params)
         encoder_params = params["encoder"]
