@@ -7,10 +7,12 @@
   data inspect   jepa_jax.data.inspect.inspect_manifest(...)
   data pack      jepa_jax.data.packed.pack_manifest(...)
   data collect   jepa_jax.data.trajectories.collect(...)
+  data demo      jepa_jax.data.demo.write_motion_videos(...)
   export         jepa_jax.export.export(...)
   import         jepa_jax.export.import_weights(...)
   extract        jepa_jax.pretrained.extract(...)
   plan           jepa_jax.evals.plan.evaluate(jepa_jax.evals.plan.load_world_model(...), ...)
+  eval probe     jepa_jax.probing.evaluate_probe(model, data, workdir, val=...)
   bench          jepa_jax.benchmarks.bench.run(config, what, ...)
 
 The VERBS table below drives both help (`jepa-jax --help`, `jepa-jax VERB --help`: a verb's flags, defaults and
@@ -76,6 +78,7 @@ _PREDICTOR_HEADS = flags.DEFINE_integer("predictor_heads", None, "Predictor head
                                         "the official ones: V-JEPA the encoder's, V-JEPA 2 12, V-JEPA 2-AC 16).")
 _MODEL = flags.DEFINE_string("model", None, "An export/import folder or a run directory.")
 _DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
+_VAL = flags.DEFINE_string("val", None, "The held-out labelled manifest to score on (with a manifest --data).")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
 _PLANNER = flags.DEFINE_string("planner", "cem", "cem (DINO-WM's PushT settings: horizon 5, 300 samples, top 30, "
@@ -128,12 +131,25 @@ def _train() -> None:
     print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()}))
     if config.objective == "probe" and summary["preempted_at"] is None:
         from jepa_jax.evals import probe  # pylint: disable=g-import-not-at-top
-        scores = probe.probe_run_scores(workdir)
-        print(json.dumps({"task": scores["task"], "best": scores["best"], "ridge_quad_r2": scores["ridge_quad_r2"]}))
+        print(json.dumps(_probe_line(probe.probe_run_scores(workdir), workdir)))
         return
     if not report.wanted_after_training(config, summary):
         return  # no probes asked for, not the built-in world, or preempted (`train` again resumes)
     _print_report(config, workdir)
+
+
+def _probe_line(scores: dict, workdir: str) -> dict:
+    """The one JSON line a probe prints: the best member and the references (not every member)."""
+    keys = ("task", "metric", "best", "ridge_quad", "chance", "num_test", "bad_files")
+    return {**{k: scores[k] for k in keys}, "report": os.path.join(workdir, "probe.md")}
+
+
+def _eval_probe() -> None:
+    from jepa_jax import config as config_lib, parallel, probing  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
+    base = config_lib.from_dict(_CONFIG.value.to_dict()) if _CONFIG.value is not None else None
+    scores = probing.evaluate_probe(_MODEL.value, _DATA.value, _WORKDIR.value, val=_VAL.value or "", base=base)
+    print(json.dumps(scores if "preempted_at" in scores else _probe_line(scores, _WORKDIR.value)))
 
 
 def _report() -> None:
@@ -169,6 +185,11 @@ def _pack(manifest: str) -> None:
                                    num_shards=_SHARDS.value, clips_per_video=_CLIPS_PER_VIDEO.value, **_sampling())
     summary["skipped"] = summary["skipped"][:10]
     print(json.dumps(summary, indent=2))
+
+
+def _demo() -> None:
+    from jepa_jax.data import demo  # pylint: disable=g-import-not-at-top
+    print(json.dumps(demo.write_motion_videos(_OUT.value, seed=_SEED.value)))
 
 
 def _collect() -> None:
@@ -256,6 +277,11 @@ VERBS = (
          ("env", "episodes", "out", "steps_per_episode", "seed", "image_size", "policy_mix", "workers"),
          "jepa-jax data collect --env pusht --episodes 1000 --out trajectories/pusht --workers 2", _collect,
          {"out": "Output folder: episode_NNNNNN.npz files and meta.json; rerun the same command to resume."}),
+    Verb("data demo", "Write a labelled demo video set: 4 motion classes of one ball (mp4), train.csv and val.csv.",
+         (), ("--out DIR",), ("out", "seed"),
+         "jepa-jax data demo --out data/motions", _demo,
+         {"seed": "Videos are drawn from this seed only.",
+          "out": "Output folder: 64 train and 32 val mp4 videos (48 frames, 80x64, 8 fps), train.csv, val.csv."}),
     Verb("export", "Write a run's weights: native safetensors, the official V-JEPA layout or Hugging Face.", (),
          ("--run DIR", "--out DIR"), ("run", "step", "out", "format", "groups", "encoder"),
          "jepa-jax export --run runs/tiny_world --out exports/tiny_world_fair --format fair", _export,
@@ -282,6 +308,18 @@ VERBS = (
           "data": "The trajectory folder the model trained on (its meta.json normalises actions and proprio; "
                   "default: the run's config.data.trajectories).",
           "model": "A `jepa-jax train` run directory of an action-conditioned model (objective ac)."}),
+    Verb("eval probe", "Attentive probes on a frozen model (the V-JEPA protocol, a grid of heads): best top-1/5 or R^2.",
+         (), ("--model DIR", "--data MANIFEST|builtin:TASK", "--workdir DIR"),
+         ("model", "data", "val", "workdir", "config", *_MULTI_PROCESS),
+         "jepa-jax eval probe --model runs/tiny_world --data builtin:velocity --workdir runs/probe_velocity",
+         _eval_probe,
+         {"model": "The frozen encoder: a `jepa-jax train` run directory (optionally :STEP; its EMA target encoder "
+                   "when it has one) or an export/import folder.",
+          "data": "builtin:TASK (position, velocity, ahead, count, collision: the built-in world) or a labelled "
+                  "training manifest ('PATH LABEL' lines, CSV/JSONL).",
+          "workdir": "The probe run's directory: checkpoints (rerun to resume), probe.json, probe.md, training.png.",
+          "config": "Probe settings to start from (default: the model's own config), e.g. experiments/configs/"
+                    "tiny_world.py; set fields with --config.attentive.X=..., --config.train.steps=..."}),
     Verb("bench", "Speed of a config: train step (vs PyTorch), compile time (scanned vs unrolled), attention, "
          "data, planning, checkpoint stall; JSON.",
          (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model"),
@@ -290,6 +328,7 @@ VERBS = (
           "model": "--what plan: an `ac` run directory (default: the config's architecture, random weights)."}),
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
+          "eval": "Evaluate a frozen model: attentive probes.",
           "data": "Look at the videos of a manifest, decode them once for training, or collect environment "
                   "trajectories."}
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jepa_jax import masks as masks_lib, recipes
-from jepa_jax.data import pipeline
+from jepa_jax.data import pipeline, sources as sources_lib
 from jepa_jax.models import ac_predictor, attention, posemb, predictor, probe, vit
 
 OBJECTIVES = ("ema", "sigreg", "ac", "probe")
@@ -194,18 +194,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_probe(config) -> None:
-    """Attentive probes (objective "probe") on a built-in task of the world."""
+    """Attentive probes (objective "probe") on a built-in task of the world, or on labelled video manifests."""
     task = config.attentive
-    if config.data.source != "balls":
-        raise ValueError(f"config.objective='probe' trains on the built-in world's tasks, not config.data.source="
-                         f"{config.data.source!r}: set --config.data.source=balls")
     _choice(task.task, "attentive.task", pipeline.PROBE_TASKS)
+    source = "video" if task.task == "labels" else "balls"
+    if config.data.source != source:
+        raise ValueError(f"config.attentive.task={task.task!r} reads config.data.source={source!r}, not "
+                         f"{config.data.source!r}: set --config.data.source={source}")
     _choice(task.flavour, "attentive.flavour", probe.FLAVOURS)
     _choice(task.features, "attentive.features", probe.FEATURES)
     if task.features == "pixels" and task.encoder_from:
         raise ValueError("config.attentive.features='pixels' reads no encoder: leave config.attentive.encoder_from "
                          "empty")
-    for field in ("attentive.depth", "attentive.num_heads", "attentive.ahead"):
+    for field in ("attentive.depth", "attentive.num_heads", "attentive.ahead", "attentive.segments",
+                  "attentive.views"):
         _positive(_field(config, field), field)
     width = probe_token_width(config)
     if width % task.num_heads:
@@ -213,6 +215,34 @@ def _validate_probe(config) -> None:
                          f"{width}")
     if not task.learning_rates or not task.weight_decays:
         raise ValueError("config.attentive.learning_rates and weight_decays must each hold at least one value")
+    if task.task == "labels":
+        _check_labelled_manifests(config)
+    elif (task.segments, task.views) != (1, 1):
+        raise ValueError(f"config.attentive.segments={task.segments} and views={task.views} apply to labelled "
+                         f"videos (task 'labels'); the built-in task {task.task!r} reads one clip: set both to 1")
+
+
+def _check_labelled_manifests(config) -> None:
+    """One-line errors for labelled manifests a classification probe cannot use: a label outside
+    [0, attentive.num_classes), a training manifest with a single class, an empty one (sources.read_manifest)."""
+    num_classes = config.attentive.num_classes
+    manifests = list(config.data.video.manifests) + ([config.attentive.val_manifest]
+                                                     if config.attentive.val_manifest else [])
+    labels = {m: [e.label for e in sources_lib.read_manifest(m)] for m in manifests}
+    train_labels = sorted({label for m in config.data.video.manifests for label in labels[m]})
+    if len(train_labels) < 2:
+        raise ValueError(f"the training manifests {list(config.data.video.manifests)} hold one class only "
+                         f"(label {train_labels[0]}): a classification probe needs 'PATH LABEL' lines of at least "
+                         f"two classes")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"config.attentive.num_classes={num_classes!r}: set it to the number of classes (the "
+                         f"training manifests' labels run up to {train_labels[-1]}, so at least "
+                         f"{train_labels[-1] + 1})")
+    for manifest, values in labels.items():
+        outside = [label for label in values if not 0 <= label < num_classes]
+        if outside:
+            raise ValueError(f"manifest {manifest!r}: label {outside[0]} lies outside [0, {num_classes}) "
+                             f"(config.attentive.num_classes={num_classes}): fix the label or raise num_classes")
 
 
 def probe_members(config) -> list[tuple[float, float]]:
@@ -228,9 +258,23 @@ def probe_token_width(config) -> int:
     return encoder_size(config).width
 
 
+def probe_classes(config) -> int:
+    """Classes of a classification probe task (count: 1..num_balls balls; collision: yes/no; labels:
+    config.attentive.num_classes); 0 for the regression tasks."""
+    task = config.attentive.task
+    return {"count": config.data.world.num_balls, "collision": 2,
+            "labels": config.attentive.num_classes}.get(task, 0)
+
+
 def probe_num_targets(config) -> int:
-    """Outputs of the built-in probe tasks: x and y of every ball."""
-    return 2 * config.data.world.num_balls
+    """Outputs of the probe: one logit per class, or x and y of every ball (the regression tasks)."""
+    return probe_classes(config) or 2 * config.data.world.num_balls
+
+
+def probe_token_grid(config) -> tuple[int, int, int]:
+    """(S T', H', W'): the token grid the probe reads, config.attentive.segments clips' tokens concatenated."""
+    frames, height, width = token_grid(config)
+    return frames * config.attentive.segments, height, width
 
 
 def _validate_ac(config) -> None:
@@ -359,7 +403,7 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
         a = config.attentive
         return probe.AttentiveProbe(num_outputs=probe_num_targets(config), depth=a.depth, num_heads=a.num_heads,
                                     flavour=a.flavour, attention=m.attention,
-                                    positions=token_grid(config) if a.positions else None)
+                                    positions=probe_token_grid(config) if a.positions else None)
     if config.objective == "ac":
         p = config.ac.predictor
         return ac_predictor.ACPredictor(embed_dim=encoder_size(config).width, width=p.width, depth=p.depth,

@@ -86,9 +86,14 @@ def base_config() -> ml_collections.ConfigDict:
     # tokens' fixed 3D sin-cos positions before the probe (models/probe.py: a RoPE encoder's tokens and pixels carry
     # no absolute position, which the position tasks need); False is the official probe. These defaults suit the tiny world on a CPU
     # (one cross-attention block, 6 members); V-JEPA 2's protocol is V2_PROBE (depth 4, 20 members).
+    # Classification tasks: count (how many balls, 1..num_balls), collision (do two balls touch within `ahead`
+    # frames after the clip) and labels: the classes of labelled manifests (data.source="video",
+    # data.video.manifests to train on, val_manifest to score; num_classes; segments clips per video, their tokens
+    # concatenated; views spatial crops per clip when scoring, softmax-averaged), V-JEPA's video classification.
     config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", positions=True,
                             flavour="vjepa2", depth=1, num_heads=16,
-                            learning_rates=(5e-3, 1e-3, 3e-4), weight_decays=(0.01, 0.1))
+                            learning_rates=(5e-3, 1e-3, 3e-4), weight_decays=(0.01, 0.1),
+                            num_classes=0, val_manifest="", segments=1, views=1)
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
     config.sigreg = dict(weight=1.0, num_slices=128, t_max=5.0, num_points=17)

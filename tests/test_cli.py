@@ -19,11 +19,14 @@ VERB_FLAGS = {
     "data inspect": "--out --frames --fps --frame_step --crop",
     "data pack": "--out --frames --fps --frame_step --short_side --shards --clips_per_video",
     "data collect": "--env --episodes --out --steps_per_episode --seed --image_size --policy_mix --workers",
+    "data demo": "--out --seed",
     "export": "--run --step --out --format --groups --encoder",
     "import": "--from --src --out --arch --num_heads --predictor_heads",
     "extract": "--model --data --out --pool --batch_size --step --encoder",
     "plan": "--model --env --episodes --seed --out --step --data --planner --replans --execute --distance "
             "--proprio_weight --baselines --oracle_episodes",
+    "eval probe": "--model --data --val --workdir --config --multihost --coordinator_address --num_processes "
+                  "--process_id",
     "bench": "--config --what --compare --repeats --data --model",
 }
 
@@ -86,13 +89,13 @@ def test_help_of_train_export_and_data_pack(capsys):
 def test_overview_lists_every_verb(capsys):
     overview = cli_help(capsys, "--help")
     assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "data collect",
-                                      "export", "import", "extract", "plan", "bench"]
+                                      "data demo", "export", "import", "extract", "plan", "eval probe", "bench"]
     for verb in cli.VERBS:
         assert verb.summary in overview
     assert "`jepa-jax VERB --help` shows" in overview
     assert cli_help(capsys) == cli_help(capsys, "help") == overview
     data = cli_help(capsys, "data", "--help")
-    assert listed_verbs(data) == ["inspect", "pack", "collect"] and "`jepa-jax data VERB --help` shows" in data
+    assert listed_verbs(data) == ["inspect", "pack", "collect", "demo"] and "`jepa-jax data VERB --help` shows" in data
 
 
 def test_help_command_is_fast_and_imports_no_jax(capsys):
@@ -203,6 +206,35 @@ def test_train_on_a_video_manifest_counts_bad_files(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["bad_files_total/missing"] >= 1
     assert "Probe report" not in result.stdout  # no ground truth to probe for videos
+
+
+@pytest.mark.slow
+def test_eval_probe_on_a_labelled_manifest_and_a_builtin_task(tmp_path):
+    model = tmp_path / "model"
+    assert jepa_jax("train", "--config", f"{TINY_WORLD}:smoke", "--config.probe.report=False",
+                    workdir=model).returncode == 0
+    result = run_cli("data", "demo", "--out", str(tmp_path / "videos"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    videos = json.loads(result.stdout)
+    assert videos["videos"] == 96 and len((tmp_path / "videos" / "val.csv").read_text().splitlines()) == 32
+    result = jepa_jax("eval", "probe", "--model", str(model), "--data", videos["train"], "--val", videos["val"],
+                      "--config", f"{TINY_WORLD}:smoke,video", "--config.train.steps=3",
+                      "--config.attentive.num_heads=4", "--config.attentive.segments=2", "--config.attentive.views=3",
+                      "--config.data.video.frame_step=2", workdir=tmp_path / "labels")
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (line["task"], line["metric"], line["num_test"], line["chance"], line["bad_files"]) == (
+        "labels", "top1", 32, 0.25, 0)
+    assert {"top1", "top5", "lr", "weight_decay"} <= set(line["best"]) and line["ridge_quad"] is None
+    assert "2 segments x 3 views" in (tmp_path / "labels" / "probe.md").read_text()
+    result = jepa_jax("eval", "probe", "--model", str(model), "--data", "builtin:collision",
+                      workdir=tmp_path / "collision")  # the model's own config: 4 steps
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["task"] == "collision" and 0 <= line["best"]["top1"] <= 1 and 0 <= line["ridge_quad"] <= 1
+    assert json.loads((tmp_path / "collision" / "config.json").read_text())["attentive"]["encoder_from"] == str(model)
+    result = jepa_jax("eval", "probe", "--model", str(model), "--data", videos["train"], workdir=tmp_path / "x")
+    assert result.returncode != 0 and "give the held-out one with --val" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.slow

@@ -31,37 +31,47 @@ def world_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> BallsWorldS
     return BallsWorldSource(BallsWorldConfig(**config.data.world), num_clips=num_clips, seed=seed)
 
 
-PROBE_TASKS = ("position", "velocity", "ahead")
+REGRESSION_TASKS = ("position", "velocity", "ahead")
+CLASSIFICATION_TASKS = ("count", "collision", "labels")
+PROBE_TASKS = REGRESSION_TASKS + CLASSIFICATION_TASKS
 
 
 class ProbeTargets:
-    """Map: a world clip -> {"video": uint8 [T, S, S, 3], "targets": float32 [2 N]}, the built-in probe task's
-    ground truth for its N balls (ordered by their fixed colour), in standardised units:
-      position: where each ball is at the middle frame, (p - S/2) / (S/4);
-      velocity: its velocity at the middle frame, over the world's maximum initial speed;
-      ahead:    where it will be `ahead` frames after the clip's last frame (a prediction), as position.
-    The source must hold `ahead` frames more than the clip (`probe_world`)."""
+    """Map: a world clip -> {"video": uint8 [T, S, S, 3], "targets": ...}, a built-in probe task's ground truth.
+
+    Regression (float32 [2 N], the N balls ordered by their fixed colour, in standardised units):
+      position:  where each ball is at the middle frame, (p - S/2) / (S/4);
+      velocity:  its velocity at the middle frame, over the world's maximum initial speed;
+      ahead:     where it will be `ahead` frames after the clip's last frame (a prediction), as position.
+    Classification (an int32 class):
+      count:     the number of balls minus one (the source varies it: `probe_source`);
+      collision: 1 if two balls touch within `ahead` frames after the clip's last frame, else 0.
+    For "ahead" and "collision" the source holds `ahead` frames more than the clip (`probe_source`)."""
 
     def __init__(self, task: str, num_frames: int, size: int, max_speed: float, ahead: int = 0):
         self.task, self.num_frames, self.size, self.max_speed, self.ahead = task, num_frames, size, max_speed, ahead
 
     def __call__(self, element: dict) -> dict:
-        middle = self.num_frames // 2
-        if self.task == "velocity":
-            targets = element["velocity"][middle] / self.max_speed
+        middle, last = self.num_frames // 2, self.num_frames - 1
+        if self.task == "count":
+            targets = np.int32(len(element["radius"]) - 1)
+        elif self.task == "collision":
+            targets = np.int32(element["contacts"][last + 1:last + 1 + self.ahead].any())
+        elif self.task == "velocity":
+            targets = (element["velocity"][middle] / self.max_speed).reshape(-1).astype(np.float32)
         else:
-            frame = middle if self.task == "position" else self.num_frames - 1 + self.ahead
-            targets = (element["position"][frame] - self.size / 2) / (self.size / 4)
-        return {"video": element["video"][:self.num_frames], "targets": targets.reshape(-1).astype(np.float32)}
+            frame = middle if self.task == "position" else last + self.ahead
+            targets = ((element["position"][frame] - self.size / 2) / (self.size / 4)).reshape(-1).astype(np.float32)
+        return {"video": element["video"][:self.num_frames], "targets": targets}
 
 
 def probe_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> tuple[BallsWorldSource, ProbeTargets]:
-    """(world clips of config.data.world, simulated `ahead` frames longer for the "ahead" task; the map that turns
-    each into a probe example of config.attentive.task)."""
+    """(world clips of config.data.world, simulated `ahead` frames longer for "ahead" and "collision" and with 1 to
+    num_balls balls for "count"; the map that turns each into a probe example of config.attentive.task)."""
     task = config.attentive
-    ahead = task.ahead if task.task == "ahead" else 0
+    ahead = task.ahead if task.task in ("ahead", "collision") else 0
     world = BallsWorldConfig(**{**config.data.world, "num_frames": config.data.world.num_frames + ahead})
-    source = BallsWorldSource(world, num_clips=num_clips, seed=seed)
+    source = BallsWorldSource(world, num_clips=num_clips, seed=seed, vary_count=task.task == "count")
     return source, ProbeTargets(task.task, config.data.world.num_frames, world.size, world.max_speed, ahead)
 
 
@@ -131,12 +141,15 @@ class AugmentClip:
 
 
 def read_clip(path: str, frames_per_clip: int, rng: np.random.Generator | None, *, frame_step: int | None,
-              target_fps: float | None) -> np.ndarray:
-    """uint8 [T, H, W, 3]: a clip of a video (official temporal sampling; rng None: the centred window), or an image
-    file as a still clip of repeated frames. Raises video.VideoError for unusable files."""
+              target_fps: float | None, segments: int = 1, allow_clip_overlap: bool = False) -> np.ndarray:
+    """uint8 [segments * T, H, W, 3]: `segments` clips of a video from equal partitions of it (official temporal
+    sampling; rng None: the centred windows, allow_clip_overlap: evaluation sampling), concatenated in time, or an
+    image file as a still clip of repeated frames. Raises video.VideoError for unusable files."""
     if images.is_image(path):
-        return images.image_clip(path, frames_per_clip)
-    return video.load_clip(path, frames_per_clip, rng, frame_step=frame_step, target_fps=target_fps)[0][0]
+        return images.image_clip(path, frames_per_clip * segments)
+    clips = video.load_clip(path, frames_per_clip, rng, frame_step=frame_step, target_fps=target_fps,
+                            num_clips=segments, allow_clip_overlap=allow_clip_overlap)[0]
+    return clips.reshape((-1,) + clips.shape[2:])
 
 
 def read_usable(read, index: int, count: int, max_retries: int, what: str):
@@ -156,28 +169,58 @@ def read_usable(read, index: int, count: int, max_retries: int, what: str):
 
 
 class LoadVideoClip:
-    """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [T, S, S, 3], "bad_files": [R]}.
+    """Element transform {"path", "label", "index", "source"} -> {"video": uint8 [S T, C, C, 3], "bad_files": [R]},
+    plus "targets": the int32 label of the entry read, with `with_targets` (labelled clips for probes).
 
-    Decodes a clip (official temporal sampling; an image file becomes a still clip of repeated frames), then applies
-    AugmentClip. An unusable file is replaced by entry (index * 2654435761 + attempt + 1) mod N of the same
-    source, up to `max_retries` times.
+    Decodes `segments` (S) clips of T frames from equal partitions of the video (official temporal sampling; an
+    image file becomes a still clip of repeated frames), then applies AugmentClip to all of them at once. An
+    unusable file is replaced by entry (index * 2654435761 + attempt + 1) mod N of the same source, up to
+    `max_retries` times.
     """
 
     def __init__(self, sources: Sequence[sources_lib.ManifestSource], frames_per_clip: int, crop_size: int, *,
                  frame_step: int | None, target_fps: float | None, scale=(0.3, 1.0), aspect_ratio=(0.75, 1.35),
-                 flip_p: float = 0.5, max_retries: int = 20):
+                 flip_p: float = 0.5, max_retries: int = 20, segments: int = 1, with_targets: bool = False):
         self.sources = tuple(sources)
-        self.frames_per_clip = frames_per_clip
+        self.frames_per_clip, self.segments = frames_per_clip, segments
         self.frame_step, self.target_fps = frame_step, target_fps
         self.augment = AugmentClip(crop_size, scale, aspect_ratio, flip_p)
-        self.max_retries = max_retries
+        self.max_retries, self.with_targets = max_retries, with_targets
 
     def __call__(self, element: dict, rng: np.random.Generator) -> dict:
         source = self.sources[element["source"]]
-        clip, bad = read_usable(lambda index: read_clip(
-            source[index]["path"], self.frames_per_clip, rng, frame_step=self.frame_step,
-            target_fps=self.target_fps), element["index"], len(source), self.max_retries, f"videos from {source!r}")
-        return {**self.augment({"video": clip}, rng), "bad_files": bad}
+
+        def read(index: int) -> tuple[np.ndarray, int]:
+            entry = source[index]
+            return read_clip(entry["path"], self.frames_per_clip, rng, frame_step=self.frame_step,
+                             target_fps=self.target_fps, segments=self.segments), entry["label"]
+
+        (clip, label), bad = read_usable(read, element["index"], len(source), self.max_retries,
+                                         f"videos from {source!r}")
+        loaded = {**self.augment({"video": clip}, rng), "bad_files": bad}
+        return {**loaded, "targets": np.int32(label)} if self.with_targets else loaded
+
+
+class EvalViews:
+    """Map for evaluation: a manifest entry {"path", "label", "index"} -> {"video": uint8 [V, S T, C, C, 3] (S
+    segments with the official evaluation sampling, centred and overlapping, concatenated in time; V spatial views,
+    transforms.spatial_views), "targets": int32 label, "bad": ""}, or for an unusable file {"video": None,
+    "targets": label, "bad": the reason} (evaluation skips and counts it instead of reading another entry)."""
+
+    def __init__(self, frames_per_clip: int, crop_size: int, *, frame_step: int | None, target_fps: float | None,
+                 segments: int = 1, views: int = 1):
+        self.frames_per_clip, self.crop_size, self.segments, self.views = frames_per_clip, crop_size, segments, views
+        self.frame_step, self.target_fps = frame_step, target_fps
+
+    def __call__(self, element: dict) -> dict:
+        label = np.int32(element["label"])
+        try:
+            clip = read_clip(element["path"], self.frames_per_clip, None, frame_step=self.frame_step,
+                             target_fps=self.target_fps, segments=self.segments, allow_clip_overlap=True)
+        except video.VideoError as err:
+            BAD_FILES.record(err)
+            return {"video": None, "targets": label, "bad": err.reason}
+        return {"video": transforms.spatial_views(clip, self.crop_size, self.views), "targets": label, "bad": ""}
 
 
 def video_sources(manifests: Sequence[str]) -> list[sources_lib.ManifestSource]:
@@ -206,19 +249,35 @@ def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int) -> di
                            for m in maskers)}
 
 
-def probe_batch_spec(frames: int, size: int, num_targets: int, batch_size: int) -> dict:
-    """The device batch of a probe task as ShapeDtypeStructs: {"video": uint8 [B, T, S, S, 3],
-    "targets": float32 [B, K]}."""
-    return {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
-            "targets": jax.ShapeDtypeStruct((batch_size, num_targets), np.float32)}
+def probe_batch_spec(frames: int, size: int, num_targets: int, batch_size: int, classes: bool = False) -> dict:
+    """The device batch of a probe task as ShapeDtypeStructs: {"video": uint8 [B, T, S, S, 3], "targets": float32
+    [B, K] (regression), or int32 [B] class indices with `classes`}."""
+    targets = (jax.ShapeDtypeStruct((batch_size,), np.int32) if classes else
+               jax.ShapeDtypeStruct((batch_size, num_targets), np.float32))
+    return {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8), "targets": targets}
+
+
+# The official probe training augmentation (vjepa2 evals/video_classification_frozen: random-resized crop, no flip;
+# its RandAugment and random erasing are not applied here).
+PROBE_SCALE, PROBE_ASPECT_RATIO = (0.08, 1.0), (0.75, 4 / 3)
 
 
 def probe_dataset(config, local_batch_size: int) -> grain.IterDataset:
-    """This process's infinite, shuffled stream of probe batches (probe_batch_spec) from the built-in world."""
-    source, targets = probe_source(config, seed=config.seed)
-    examples = host_share(source, config.seed).map(targets)
-    return examples.batch(local_batch_size, drop_remainder=True).to_iter_dataset(
-        grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch))
+    """This process's infinite, shuffled stream of probe batches (probe_batch_spec): the built-in world's task, or
+    for config.attentive.task="labels" labelled clips of config.data.video.manifests (config.attentive.segments
+    clips per video, concatenated in time; PROBE_SCALE / PROBE_ASPECT_RATIO crops, no flip) with "bad_files"."""
+    read = grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch)
+    if config.attentive.task != "labels":
+        source, targets = probe_source(config, seed=config.seed)
+        examples = host_share(source, config.seed).map(targets)
+        return examples.batch(local_batch_size, drop_remainder=True).to_iter_dataset(read)
+    v = config.data.video
+    sources = video_sources(v.manifests)
+    load = LoadVideoClip(sources, v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
+                         target_fps=v.fps or None, scale=PROBE_SCALE, aspect_ratio=PROBE_ASPECT_RATIO, flip_p=0.0,
+                         max_retries=v.max_retries, segments=config.attentive.segments, with_targets=True)
+    examples = host_share(sources, config.seed, weights=v.weights or None, tag=True).random_map(load)
+    return examples.batch(local_batch_size, drop_remainder=True).to_iter_dataset(read)
 
 
 def trajectory_batch_spec(frames: int, size: int, action_dim: int, proprio_dim: int, batch_size: int) -> dict:

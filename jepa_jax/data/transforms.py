@@ -5,7 +5,8 @@ Clips are uint8 `[T, H, W, C]` (any C >= 1, any H, W) and stay uint8: normalisat
 Pretraining (`train_transform`, V-JEPA `app/vjepa/transforms.py`): one random-resized crop shared by all frames,
 resized to `size x size` with bilinear interpolation (`align_corners=False`, no antialias, as
 `F.interpolate(mode="bilinear")`), then a horizontal flip of the whole clip with probability 0.5.
-Eval (`eval_transform`, single spatial view): resize the short side to `int(size * 256 / 224)`, centre crop.
+Eval (`eval_transform`, single spatial view): resize the short side to `int(size * 256 / 224)`, centre crop;
+`spatial_views`: several crops along the long side (the official multi-view evaluation).
 
 Choices where the reference code is silent or float-valued:
 - Resizing is computed in float32 and rounded back to uint8 with round-half-to-even (`np.rint`); the official
@@ -221,3 +222,21 @@ def eval_transform(clip: np.ndarray, size: int) -> np.ndarray:
     _check_clip(clip)
     _check_positive_int(size, "size")
     return center_crop(short_side_resize(clip, int(size) * 256 // 224), int(size))
+
+
+def spatial_views(clip: np.ndarray, size: int, views: int) -> np.ndarray:
+    """The official multi-view evaluation crops: uint8 [T, H, W, C] -> [views, T, size, size, C].
+
+    One view is `eval_transform`. Several: resize the short side to `size`, then take `views` square crops along the
+    long side at offsets k * ((long - size) // (views - 1)) (vjepa2 `evals/video_classification_frozen/utils.py`,
+    EvalVideoTransform).
+    """
+    _check_positive_int(views, "views")
+    if views == 1:
+        return eval_transform(clip, size)[None]
+    clip = short_side_resize(clip, size)
+    _, height, width, _ = clip.shape
+    step = (max(height, width) - int(size)) // (views - 1)
+    crops = [CropParams(k * step, 0, size, size) if height > width else CropParams(0, k * step, size, size)
+             for k in range(views)]
+    return np.stack([crop_clip(clip, crop) for crop in crops])

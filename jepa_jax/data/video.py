@@ -118,10 +118,14 @@ def _damaged_reason(path: str) -> str:
     return "undecodable" if is_ts or head.startswith(_MEDIA_SIGNATURES) else "not_video"
 
 
+def _require_av() -> None:
+    if av is None:
+        raise ImportError("reading or writing videos needs PyAV: pip install 'jepa_jax[video]'")
+
+
 def _open(path: str) -> av.container.InputContainer:
     """Opens `path` for reading; raises VideoError(missing / empty / not_video / undecodable / truncated)."""
-    if av is None:
-        raise ImportError("decoding videos needs PyAV: pip install 'jepa_jax[video]'")
+    _require_av()
     if not os.path.exists(path):
         raise VideoError(path, "missing", "no such file")
     if os.path.isdir(path):
@@ -386,3 +390,17 @@ def load_clip(path: str, frames_per_clip: int, rng: np.random.Generator | None, 
     indices = clip_indices(info.num_frames, frames_per_clip, step, rng, num_clips, allow_clip_overlap)
     frames = decode_frames(path, indices.reshape(-1))
     return frames.reshape(indices.shape + frames.shape[1:]), indices
+
+
+def write_video(path: str, frames: np.ndarray, fps: float = 30.0, gop: int = 12) -> str:
+    """Writes uint8 [T, H, W, 3] frames as an H.264 (yuv420p) video; the container comes from the extension."""
+    _require_av()
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.gop_size = gop
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode())
+    return str(path)
+

@@ -1,71 +1,159 @@
 """Held-out scores of a probe run (objective "probe"): every member of its attentive-probe grid, and the best.
 
-A probe run (`jepa-jax train --config.objective=probe`) trains G attentive probes (one per learning rate x weight
-decay) on a frozen encoder through the engine. Here each member predicts the built-in task's targets of held-out
-clips (the world seed config.probe.seed, which training never draws) and is scored by R^2 (ridge.r2_score: per
-output, averaged); the best member is the probe's score, as V-JEPA 2 reports its best head. A ridge regression on
-the same frozen tokens, pooled per time slice into 2 x 2 quadrants, is the linear reference column. Writes
-probe.json and probe.md next to the run.
+A probe run (`jepa-jax train --config.objective=probe`, or `jepa-jax eval probe`) trains G attentive probes (one per
+learning rate x weight decay) on a frozen encoder through the engine. Here each member is scored on held-out data
+and the best member is the probe's score, as V-JEPA 2 reports its best head:
+- built-in tasks: clips of the world seed config.probe.seed, which training never draws; regression tasks are
+  scored by R^2 (ridge.r2_score: per output, averaged), classification tasks by top-1 / top-5 accuracy. A ridge
+  regression on the same frozen tokens, pooled per time slice into 2 x 2 quadrants, is the linear reference.
+- labelled manifests (task "labels"): every clip of config.attentive.val_manifest, S segments x V spatial views
+  (pipeline.EvalViews); each view goes through the probe and the views' softmax outputs are averaged (the
+  official multi-view protocol); top-1 / top-5. Unusable files are skipped and counted.
+Writes probe.json and probe.md next to the run.
 """
 
 import functools
+import itertools
 import json
 import os
 
+import grain
 import jax
 import numpy as np
 
 from jepa_jax import checkpoint, config as config_lib
-from jepa_jax.data import pipeline
+from jepa_jax.data import pipeline, sources
 from jepa_jax.evals import ridge, world_probe
 from jepa_jax.models import probe as probe_lib
 
 
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is among the k highest scores: [M, C] x int [M] -> float."""
+    top = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def classification_scores(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """{"top1", "top5"} of class scores [M, C] (top-5 is top-min(5, C))."""
+    return {"top1": topk_accuracy(scores, labels, 1), "top5": topk_accuracy(scores, labels, min(5, scores.shape[-1]))}
+
+
+def view_averaged_probabilities(logits) -> np.ndarray:
+    """The softmax of each view's logits, averaged over the views: [..., V, C] -> [..., C]."""
+    return np.asarray(jax.nn.softmax(np.asarray(logits, np.float32), axis=-1).mean(axis=-2))
+
+
+def member_predictions(probe, probe_params, tokens: np.ndarray, batch_size: int) -> np.ndarray:
+    """Every member's outputs [G, M, K] for frozen tokens [M, N, D] (probe_params leaves [G, ...])."""
+    predict = _member_outputs(probe)
+    return np.concatenate([np.asarray(predict(probe_params, tokens[i:i + batch_size]))
+                           for i in range(0, len(tokens), batch_size)], axis=1)
+
+
+def _member_outputs(probe):
+    return jax.jit(jax.vmap(lambda head, x: probe.apply({"params": head}, x), in_axes=(0, None)))
+
+
+def _token_reader(config):
+    """jitted (encoder params, uint8 clips [B, S T, H, W, 3]) -> the tokens the probe reads [B, S N, D]."""
+    return jax.jit(functools.partial(probe_lib.frozen_tokens, config_lib.build_encoder(config),
+                                     features=config.attentive.features, segments=config.attentive.segments))
+
+
 def held_out_examples(config, num_clips: int) -> dict:
-    """{"video": uint8 [M, T, S, S, 3], "targets": float32 [M, K]} of config.attentive.task, from held-out clips."""
+    """{"video": uint8 [M, T, S, S, 3], "targets": [M, ...]} of config.attentive.task, from held-out clips."""
     examples = pipeline.probe_world(config, seed=config.probe.seed, num_clips=num_clips)
     items = [examples[i] for i in range(num_clips)]
     return {key: np.stack([item[key] for item in items]) for key in ("video", "targets")}
 
 
-def member_predictions(probe, probe_params, tokens: np.ndarray, batch_size: int) -> np.ndarray:
-    """Every member's outputs [G, M, K] for frozen tokens [M, N, D] (probe_params leaves [G, ...])."""
-    predict = jax.jit(jax.vmap(lambda head, x: probe.apply({"params": head}, x), in_axes=(0, None)))
-    return np.concatenate([np.asarray(predict(probe_params, tokens[i:i + batch_size]))
-                           for i in range(0, len(tokens), batch_size)], axis=1)
+def _score_members(config, outputs: np.ndarray, targets: np.ndarray) -> list[dict]:
+    """One {"lr", "weight_decay", metric: value, ...} per member from its outputs [G, M, K]."""
+    classes = config_lib.probe_classes(config) > 0
+    scores = [classification_scores(o, targets) if classes else {"r2": ridge.r2_score(targets, o)} for o in outputs]
+    return [{**score, "lr": lr, "weight_decay": wd} for score, (lr, wd) in zip(scores, config_lib.probe_members(config))]
+
+
+def _world_scores(config, params) -> dict:
+    """Members' scores on held-out clips of the built-in world, and the ridge reference on quadrant-pooled tokens."""
+    num_train, num_test = config.probe.num_train, config.probe.num_test
+    examples = held_out_examples(config, num_train + num_test)
+    read, batch = _token_reader(config), config.probe.batch_size
+    tokens = np.concatenate([np.asarray(read(params["encoder"], examples["video"][i:i + batch]))
+                             for i in range(0, len(examples["video"]), batch)])
+    targets = examples["targets"]
+    outputs = member_predictions(config_lib.build_predictor(config), params["probe"], tokens[num_train:], batch)
+    quads = world_probe.pool_tokens(tokens, config_lib.token_grid(config))["quad"]
+    classes = config_lib.probe_classes(config)
+    if classes:  # ridge regression onto one-hot classes, scored by the accuracy of its largest output
+        onehot = np.eye(classes)[targets]
+        reference = ridge.ridge_probe(quads[:num_train], onehot[:num_train], quads[num_train:], onehot[num_train:],
+                                      score=ridge.onehot_accuracy)
+    else:
+        reference = ridge.ridge_probe(quads[:num_train], targets[:num_train], quads[num_train:], targets[num_train:])
+    return {"members": _score_members(config, outputs, targets[num_train:]), "ridge_quad": reference["score"],
+            "num_test": num_test, "chance": _chance(targets[num_train:]) if classes else None, "bad_files": 0}
+
+
+def _manifest_scores(config, params) -> dict:
+    """Members' top-1 / top-5 on config.attentive.val_manifest, segments x views per clip, views softmax-averaged."""
+    a, v = config.attentive, config.data.video
+    views = pipeline.EvalViews(v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
+                               target_fps=v.fps or None, segments=a.segments, views=a.views)
+    examples = grain.MapDataset.source(sources.ManifestSource(a.val_manifest)).map(views).to_iter_dataset(
+        grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch))
+    read, predict = _token_reader(config), _member_outputs(config_lib.build_predictor(config))
+    unusable = []
+
+    def usable():
+        for example in examples:
+            if example["bad"]:
+                unusable.append(example["bad"])
+            else:
+                yield example
+
+    probabilities, labels, stream = [], [], usable()
+    while chunk := list(itertools.islice(stream, max(1, config.probe.batch_size // a.views))):
+        video = np.concatenate([e["video"] for e in chunk])  # [E V, S T, C, C, 3]
+        logits = np.asarray(predict(params["probe"], read(params["encoder"], video)))  # [G, E V, K]
+        probabilities.append(view_averaged_probabilities(logits.reshape((len(logits), len(chunk), a.views, -1))))
+        labels.extend(e["targets"] for e in chunk)
+    bad = len(unusable)
+    if not labels:
+        raise RuntimeError(f"no clip of {a.val_manifest!r} could be read ({bad} unusable files): see the logged paths")
+    labels = np.asarray(labels)
+    return {"members": _score_members(config, np.concatenate(probabilities, axis=1), labels), "ridge_quad": None,
+            "num_test": len(labels), "chance": _chance(labels), "bad_files": bad}
+
+
+def _chance(labels: np.ndarray) -> float:
+    """Accuracy of always answering the most frequent class."""
+    return float(np.bincount(labels).max() / len(labels))
 
 
 def probe_run_scores(run_dir: str, step: int | None = None) -> dict:
-    """Score checkpoint `step` (default the newest) of the probe run in `run_dir` on config.probe.num_test
-    held-out clips; the ridge reference trains on config.probe.num_train more. Writes probe.json and probe.md.
+    """Score checkpoint `step` (default the newest) of the probe run in `run_dir`; writes probe.json and probe.md.
 
-    Returns {"task", "step", "best": {"r2", "lr", "weight_decay"}, "members": [{"r2", "lr", "weight_decay"}, ...],
-    "ridge_quad_r2"}.
+    Returns {"task", "metric" ("r2" or "top1"), "step", "encoder_from", "best": {metric, ..., "lr",
+    "weight_decay"}, "members": [...], "ridge_quad" (the ridge reference's score, built-in tasks), "num_test",
+    "chance" (the most frequent class's share, classification), "bad_files" (unusable files skipped)}.
     """
     config = config_lib.load_run(run_dir)
     if config.objective != "probe":
         raise ValueError(f"{run_dir} is a config.objective={config.objective!r} run, not a probe run: train one with "
                          f"--config.objective=probe")
+    if config.attentive.task == "labels" and not config.attentive.val_manifest:
+        raise ValueError(f"{run_dir}: config.attentive.val_manifest is empty: give the labelled manifest to score on")
     step = checkpoint.resolve_step(run_dir, step)
     checkpointer = checkpoint.Checkpointer(run_dir)
     params = checkpointer.restore_params(step)["params"]
     checkpointer.close()
-    num_train, num_test = config.probe.num_train, config.probe.num_test
-    examples = held_out_examples(config, num_train + num_test)
-    encoder, batch = config_lib.build_encoder(config), config.probe.batch_size
-    read = jax.jit(functools.partial(probe_lib.frozen_tokens, encoder, features=config.attentive.features))
-    tokens = np.concatenate([np.asarray(read(params["encoder"], examples["video"][i:i + batch]))
-                             for i in range(0, len(examples["video"]), batch)])
-    targets = examples["targets"]
-    predictions = member_predictions(config_lib.build_predictor(config), params["probe"], tokens[num_train:], batch)
-    members = [{"r2": ridge.r2_score(targets[num_train:], p), "lr": lr, "weight_decay": wd}
-               for p, (lr, wd) in zip(predictions, config_lib.probe_members(config))]
-    quads = world_probe.pool_tokens(tokens, config_lib.token_grid(config))["quad"]
-    reference = ridge.ridge_probe(quads[:num_train], targets[:num_train], quads[num_train:], targets[num_train:])
+    scores = _manifest_scores(config, params) if config.attentive.task == "labels" else _world_scores(config, params)
+    metric = "top1" if config_lib.probe_classes(config) else "r2"
     probed = ("raw pixels" if config.attentive.features == "pixels" else config.attentive.encoder_from
               or "random init")
-    result = {"task": config.attentive.task, "step": step, "encoder_from": probed,
-              "best": max(members, key=lambda m: m["r2"]), "members": members, "ridge_quad_r2": reference["r2"]}
+    result = {"task": config.attentive.task, "metric": metric, "step": step, "encoder_from": probed,
+              "best": max(scores["members"], key=lambda m: m[metric]), **scores}
     if jax.process_index() == 0:
         with open(os.path.join(run_dir, "probe.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
@@ -74,12 +162,24 @@ def probe_run_scores(run_dir: str, step: int | None = None) -> dict:
 
 
 def _write_markdown(result: dict, config, path: str) -> None:
+    metric, best, a = result["metric"], result["best"], config.attentive
+    if a.task == "labels":
+        data = (f"{result['num_test']} clips of {a.val_manifest} ({a.segments} segments x {a.views} views, softmax "
+                f"averaged over the views; {result['bad_files']} unusable files skipped)")
+    else:
+        data = f"{result['num_test']} held-out clips of the built-in world"
     lines = [f"# Attentive probe: {result['task']} (step {result['step']}, encoder {result['encoder_from']})", "",
-             f"Held-out R^2 on {config.probe.num_test} clips of each member of the grid (AdamW, cosine to 0 over "
-             f"{config.train.steps} steps); ridge on quadrant-pooled tokens ({config.probe.num_train} train clips): "
-             f"{result['ridge_quad_r2']:.3f}. Best member: R^2 {result['best']['r2']:.3f} at lr "
-             f"{result['best']['lr']:g}, weight decay {result['best']['weight_decay']:g}.", "",
-             "| lr | weight decay | R^2 |", "|---:|---:|---:|"]
-    lines += [f"| {m['lr']:g} | {m['weight_decay']:g} | {m['r2']:.3f} |" for m in result["members"]]
+             f"{metric} of each member of the grid (AdamW, cosine to 0 over {config.train.steps} steps) on {data}. "
+             f"Best member: {metric} {best[metric]:.3f} at lr {best['lr']:g}, weight decay "
+             f"{best['weight_decay']:g}."]
+    if result["ridge_quad"] is not None:
+        lines.append(f"Ridge regression on quadrant-pooled tokens ({config.probe.num_train} train clips): "
+                     f"{metric} {result['ridge_quad']:.3f}.")
+    if result["chance"] is not None:
+        lines.append(f"Chance (always the most frequent class): {result['chance']:.3f}.")
+    columns = ["top1", "top5"] if metric == "top1" else ["r2"]
+    lines += ["", "| lr | weight decay | " + " | ".join(columns) + " |", "|---:|---:|" + "---:|" * len(columns)]
+    lines += [f"| {m['lr']:g} | {m['weight_decay']:g} | " + " | ".join(f"{m[c]:.3f}" for c in columns) + " |"
+              for m in result["members"]]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

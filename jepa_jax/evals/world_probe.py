@@ -62,5 +62,5 @@ def probe_scores(tokens: np.ndarray, clips: dict, grid, num_train: int) -> dict:
         for target in TARGETS:
             y = clips[target]
             result = ridge.ridge_probe(features[:num_train], y[:num_train], features[num_train:], y[num_train:])
-            scores[f"{target}/{pooling}"] = result["r2"]
+            scores[f"{target}/{pooling}"] = result["score"]
     return scores

@@ -122,10 +122,18 @@ class AttentiveProbe(nn.Module):
         return vit.dense(self.num_outputs, ("embed", None), "linear")(pooled)
 
 
-def frozen_tokens(encoder: vit.VisionTransformer, encoder_params, video, features: str = "encoder"):
-    """The tokens a probe reads from uint8 clips [B, T, H, W, C], normalised as in training: the frozen encoder's
-    [B, N, D] (no gradient flows back), or for features="pixels" each tubelet's pixels [B, N, t * p * p * C]."""
-    video = vit.normalize_video(video)
+def frozen_tokens(encoder: vit.VisionTransformer, encoder_params, video, features: str = "encoder",
+                  segments: int = 1):
+    """The tokens a probe reads from uint8 clips [B, S T, H, W, C] of S segments (clips of T frames, concatenated in
+    time), normalised as in training: each segment through the frozen encoder (no gradient flows back), its
+    tokens concatenated along the token axis, [B, S N, D] (the official `attend_across_segments`); or for
+    features="pixels" each tubelet's pixels [B, S N, t * p * p * C]."""
+    batch, frames = video.shape[:2]
+    if frames % segments:
+        raise ValueError(f"{frames} frames do not split into {segments} segments")
+    clips = vit.normalize_video(video).reshape((batch * segments, frames // segments) + video.shape[2:])
     if features == "pixels":
-        return vit.patchify(video, encoder.patch_size, encoder.tubelet_size)
-    return jax.lax.stop_gradient(encoder.apply({"params": encoder_params}, video))
+        tokens = vit.patchify(clips, encoder.patch_size, encoder.tubelet_size)
+    else:
+        tokens = jax.lax.stop_gradient(encoder.apply({"params": encoder_params}, clips))
+    return tokens.reshape((batch, -1, tokens.shape[-1]))

@@ -41,7 +41,7 @@ class Run:
 
 
 TRAINING_CURVES = ("loss", "prediction_loss", "teacher_forcing_loss", "rollout_loss", "proprio_loss", "sigreg",
-                   "best_probe_loss", "mean_probe_loss",
+                   "best_probe_loss", "mean_probe_loss", "best_probe_accuracy",
                    "target_spread", "target_effective_rank", "prediction_cosine", "lr", "mfu")
 
 
@@ -82,7 +82,9 @@ def batch_spec(config, maskers, batch_size: int) -> dict:
     if config.objective == "ac":
         return pipeline.trajectory_batch_spec(frames, size, config.ac.action_dim, config.ac.proprio_dim, batch_size)
     if config.objective == "probe":
-        return pipeline.probe_batch_spec(frames, size, config_lib.probe_num_targets(config), batch_size)
+        return pipeline.probe_batch_spec(frames * config.attentive.segments, size,
+                                         config_lib.probe_num_targets(config), batch_size,
+                                         classes=config_lib.probe_classes(config) > 0)
     return pipeline.batch_spec(frames, size, maskers, batch_size)
 
 
@@ -103,7 +105,7 @@ def check_trajectories(config) -> None:
 
 def data_stream(config, maskers, local_batch_size: int):
     """This process's infinite stream of host batches for config.data.source (config.objective "probe": the
-    built-in task's labelled clips)."""
+    probe task's labelled clips, pipeline.probe_dataset)."""
     if config.objective == "probe":
         return pipeline.probe_dataset(config, local_batch_size)
     if config.data.source != "trajectories":

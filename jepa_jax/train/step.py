@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jepa_jax import metrics as metrics_lib, objectives
+from jepa_jax import config as config_lib, metrics as metrics_lib, objectives
 from jepa_jax.models import ac_predictor, probe as probe_lib, vit
 from jepa_jax.train import optim
 
@@ -157,22 +157,31 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     return loss, metrics
 
 
-def probe_loss(params, batch, key, *, encoder, probe, features="encoder", monitor=True):
+def probe_loss(params, batch, key, *, encoder, probe, features="encoder", segments=1, classes=False,
+               monitor=True):
     """The probe objective: (loss, metrics) of a grid of G attentive probes on frozen features.
 
     Args:
       params: {"encoder": frozen (no gradient reaches it), "probe": the probe heads, leaves [G, ...]}.
-      batch: {"video": uint8 [B, T, H, W, C], "targets": float32 [B, K]}.
-      features: "encoder" (its tokens) or "pixels" (probe_lib.frozen_tokens).
+      batch: {"video": uint8 [B, S T, H, W, C], "targets": float32 [B, K] (regression) or int32 [B] (classes)}.
+      features: "encoder" (its tokens) or "pixels"; segments: S clips per example (probe_lib.frozen_tokens).
+      classes: the targets are class indices (softmax cross-entropy) instead of regression targets (squared
+        error).
 
-    loss = the sum over members of each member's mean squared error, so each member's gradient is its own loss's;
-    metrics: "best_probe_loss" and "mean_probe_loss" over the members.
+    loss = the sum over members of each member's mean loss, so each member's gradient is its own loss's;
+    metrics: "best_probe_loss" and "mean_probe_loss" over the members, and for classes "best_probe_accuracy".
     """
     del key, monitor  # deterministic; no collapse monitors for a frozen encoder
-    tokens = probe_lib.frozen_tokens(encoder, params["encoder"], batch["video"], features)
+    tokens = probe_lib.frozen_tokens(encoder, params["encoder"], batch["video"], features, segments)
     outputs = jax.vmap(lambda head: probe.apply({"params": head}, tokens))(params["probe"])  # [G, B, K]
-    per_member = jnp.square(outputs - batch["targets"][None].astype(outputs.dtype)).mean(axis=(1, 2))
-    return per_member.sum(), {"best_probe_loss": per_member.min(), "mean_probe_loss": per_member.mean()}
+    metrics = {}
+    if classes:
+        labels = jnp.broadcast_to(batch["targets"], outputs.shape[:2])
+        per_member = optax.softmax_cross_entropy_with_integer_labels(outputs.astype(jnp.float32), labels).mean(1)
+        metrics["best_probe_accuracy"] = (outputs.argmax(-1) == labels).mean(1).max()
+    else:
+        per_member = jnp.square(outputs - batch["targets"][None].astype(outputs.dtype)).mean(axis=(1, 2))
+    return per_member.sum(), {**metrics, "best_probe_loss": per_member.min(), "mean_probe_loss": per_member.mean()}
 
 
 def micro_batches(tree, k: int):
@@ -224,7 +233,8 @@ def skip_nonfinite(new_state, old_state, metrics: dict):
 def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_names: Sequence[str]):
     """config.objective's loss(params, batch, key, *, monitor[, target_params for JEPA]) -> (loss, metrics)."""
     if config.objective == "probe":
-        return functools.partial(probe_loss, encoder=encoder, probe=predictor, features=config.attentive.features)
+        return functools.partial(probe_loss, encoder=encoder, probe=predictor, features=config.attentive.features,
+                                 segments=config.attentive.segments, classes=config_lib.probe_classes(config) > 0)
     if config.objective != "ac":
         return functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
                                  loss_kind=config.loss.kind, sigreg=config.sigreg if config.objective == "sigreg"

@@ -235,6 +235,8 @@ class Clip:
         velocity: float32 ``[T, N, 2]`` px per frame.
         radius: float32 ``[N]`` px.
         occluder_x: left edge of the occluder in px, or nan without occluder.
+        contacts: bool ``[T]``: two balls touched during the step into
+            frame ``t`` (``simulate``).
     """
 
     frames: np.ndarray
@@ -242,6 +244,7 @@ class Clip:
     velocity: np.ndarray
     radius: np.ndarray
     occluder_x: float
+    contacts: np.ndarray
 
 
 def initial_state(config: BallsWorldConfig, rng: np.random.Generator) -> BallsState:
@@ -298,6 +301,7 @@ def step(
     state: BallsState,
     config: BallsWorldConfig,
     force: np.ndarray | None = None,
+    contacts: list | None = None,
 ) -> BallsState:
     """Advances the state by one frame (``config.substeps`` substeps).
 
@@ -309,6 +313,8 @@ def step(
             Collisions are only reliable while every ball moves less than its
             radius per substep, which ``config`` validation guarantees
             without ``force``.
+        contacts: optional list; the pairs ``(i, j)`` of balls that touch
+            during this frame are appended to it (once per substep).
 
     Returns:
         The state one frame later; ``state`` is not modified.
@@ -342,6 +348,8 @@ def step(
         overlap = offset2[:, 0] + offset2[:, 1] < contact2
         if np.count_nonzero(overlap):
             for i, j in zip(pair_i[overlap], pair_j[overlap], strict=True):
+                if contacts is not None:
+                    contacts.append((int(i), int(j)))
                 _collide_pair(position, velocity, radius, i, j, config.restitution)
             np.clip(position, low, high, out=position)
     return BallsState(position=position, velocity=velocity, radius=radius)
@@ -428,6 +436,7 @@ def simulate(
     config: BallsWorldConfig,
     seed: int,
     perturb: Callable[[int, BallsState], BallsState] | None = None,
+    contacts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Simulates one clip's trajectory from ``np.random.default_rng(seed)``.
 
@@ -442,6 +451,8 @@ def simulate(
             (replace its velocity). The radius is constant over a clip and
             must be returned unchanged; to make a ball vanish, render with a
             per-frame radius ``[T, N]`` that is 0 where it is gone.
+        contacts: optional bool ``[T]``, filled in place: ``contacts[t]``
+            is True when two balls touched during the step into frame ``t``.
 
     Returns:
         ``position`` float32 ``[T, N, 2]``, ``velocity`` float32 ``[T, N, 2]``,
@@ -455,9 +466,13 @@ def simulate(
     n = config.num_balls
     position = np.empty((config.num_frames, n, 2), dtype=np.float32)
     velocity = np.empty((config.num_frames, n, 2), dtype=np.float32)
+    touched: list = []
     for t in range(config.num_frames):
         if t > 0:
-            state = step(state, config)
+            touched.clear()
+            state = step(state, config, contacts=touched)
+            if contacts is not None:
+                contacts[t] = bool(touched)
         if perturb is not None:
             perturbed = perturb(t, state)
             if not np.array_equal(perturbed.radius, state.radius):
@@ -556,7 +571,8 @@ def generate_clip(config: BallsWorldConfig, seed: int) -> Clip:
     Returns:
         The rendered clip and its ground-truth state.
     """
-    position, velocity, radius = simulate(config, seed)
+    contacts = np.zeros(config.num_frames, dtype=bool)
+    position, velocity, radius = simulate(config, seed, contacts=contacts)
     occluder_x = _occluder_x(config, seed)
     frames = render(position, radius, config, occluder_x)
     return Clip(
@@ -565,6 +581,7 @@ def generate_clip(config: BallsWorldConfig, seed: int) -> Clip:
         velocity=velocity,
         radius=radius,
         occluder_x=occluder_x,
+        contacts=contacts,
     )
 
 
@@ -576,19 +593,22 @@ class BallsWorldSource:
     ``(seed, index)`` and a held-out set is just another ``seed``.
     """
 
-    def __init__(self, config: BallsWorldConfig, num_clips: int, seed: int = 0):
+    def __init__(self, config: BallsWorldConfig, num_clips: int, seed: int = 0, vary_count: bool = False):
         """Creates the source.
 
         Args:
             config: world configuration.
             num_clips: number of clips (``len``).
             seed: non-negative source seed.
+            vary_count: clip ``index`` holds ``1 + s % config.num_balls``
+                balls (``s`` its seed) instead of ``config.num_balls``.
         """
         _check_int("num_clips", num_clips, 0, np.iinfo(np.int64).max)
         _check_int("seed", seed, 0, np.iinfo(np.int64).max)
         self.config = config
         self.num_clips = int(num_clips)
         self.seed = int(seed)
+        self.vary_count = bool(vary_count)
 
     def __len__(self) -> int:
         """Number of clips."""
@@ -607,22 +627,30 @@ class BallsWorldSource:
 
         Returns:
             ``video`` uint8 ``[T, H, W, 3]``, ``position`` and ``velocity``
-            float32 ``[T, N, 2]``.
+            float32 ``[T, N, 2]``, ``radius`` float32 ``[N]``, ``contacts``
+            bool ``[T]`` (two balls touched during the step into frame t).
         """
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
             raise TypeError(f"index must be an integer, got {type(index).__name__}")
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range [0, {self.num_clips})")
-        clip = generate_clip(self.config, self.clip_seed(int(index)))
+        seed = self.clip_seed(int(index))
+        config = self.config
+        if self.vary_count:
+            config = dataclasses.replace(config, num_balls=1 + seed % config.num_balls)
+        clip = generate_clip(config, seed)
         return {
             "video": clip.frames,
             "position": clip.position,
             "velocity": clip.velocity,
+            "radius": clip.radius,
+            "contacts": clip.contacts,
         }
 
     def __repr__(self) -> str:
         """Complete and stable: config fields, ``num_clips`` and ``seed``."""
         return (
             f"BallsWorldSource(config={self.config!r}, "
-            f"num_clips={self.num_clips}, seed={self.seed})"
+            f"num_clips={self.num_clips}, seed={self.seed}"
+            + (", vary_count=True)" if self.vary_count else ")")
         )

@@ -10,9 +10,9 @@ def test_ridge_recovers_a_linear_map_and_scores_noise_near_zero():
     x = rng.normal(size=(600, 20))
     w = rng.normal(size=(20, 3))
     y = x @ w + 0.01 * rng.normal(size=(600, 3))
-    assert ridge.ridge_probe(x[:400], y[:400], x[400:], y[400:])["r2"] > 0.99
+    assert ridge.ridge_probe(x[:400], y[:400], x[400:], y[400:])["score"] > 0.99
     noise = rng.normal(size=(600, 3))
-    assert ridge.ridge_probe(x[:400], noise[:400], x[400:], noise[400:])["r2"] < 0.05
+    assert ridge.ridge_probe(x[:400], noise[:400], x[400:], noise[400:])["score"] < 0.05
 
 
 def test_r2_score_reference_values():

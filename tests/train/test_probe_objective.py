@@ -46,6 +46,25 @@ def test_task_targets_are_the_worlds_states_in_standardised_units(smoke_config, 
     assert example["targets"].shape == (2 * config.data.world.num_balls,)
 
 
+@pytest.mark.parametrize("task", ["count", "collision"])
+def test_classification_targets_come_from_the_worlds_ground_truth(smoke_config, task):
+    config = probe_config(smoke_config, task=task, ahead=3)
+    frames = config.data.world.num_frames
+    examples = pipeline.probe_world(config, seed=5, num_clips=24)
+    longer = copy.deepcopy(config.data.world)
+    longer.num_frames = frames + (3 if task == "collision" else 0)
+    source = pipeline.BallsWorldSource(pipeline.BallsWorldConfig(**longer), num_clips=24, seed=5,
+                                       vary_count=task == "count")
+    labels = [int(examples[i]["targets"]) for i in range(24)]
+    if task == "count":  # one to num_balls balls, label = count - 1
+        expected = [len(source[i]["radius"]) - 1 for i in range(24)]
+    else:  # two balls touch during one of the 3 steps after the clip's last frame
+        expected = [int(source[i]["contacts"][frames:frames + 3].any()) for i in range(24)]
+    assert labels == expected and len(set(labels)) > 1
+    assert config_lib.probe_classes(config) == (config.data.world.num_balls if task == "count" else 2)
+    np.testing.assert_array_equal(examples[0]["video"], source[0]["video"][:frames])
+
+
 def saved_jepa_run(smoke_config, directory: str):
     """A smoke EMA run after two steps, checkpointed at step 2 with its config."""
     config = copy.deepcopy(smoke_config)
@@ -90,7 +109,7 @@ def test_a_probe_run_scores_every_member_on_held_out_clips(smoke_config, tmp_pat
     result = probe_eval.probe_run_scores(workdir)
     assert [(m["lr"], m["weight_decay"]) for m in result["members"]] == config_lib.probe_members(config)
     assert result["best"] == max(result["members"], key=lambda m: m["r2"])
-    assert result["step"] == 3 and np.isfinite(result["ridge_quad_r2"])
+    assert result["step"] == 3 and np.isfinite(result["ridge_quad"]) and result["metric"] == "r2"
     # member 2's score, recomputed here from its own weights and the held-out clips
     weights = checkpoint.Checkpointer(workdir).restore_params(3)["params"]
     examples = probe_eval.held_out_examples(config, config.probe.num_train + config.probe.num_test)
@@ -115,7 +134,8 @@ def test_pixel_features_are_each_tubelets_normalised_pixels(smoke_config):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("data.source", "video", r"config.objective='probe' trains on the built-in world's tasks, not config.data.source"),
+    ("data.source", "video", r"config.attentive.task='position' reads config.data.source='balls', not 'video'"),
+    ("attentive.segments", 2, r"config.attentive.segments=2 and views=1 apply to labelled videos"),
     ("attentive.num_heads", 5, r"config.attentive.num_heads=5 must divide the encoder token width 32"),
     ("attentive.encoder_from", "runs/x", r"config.attentive.features='pixels' reads no encoder"),
     ("attentive.task", "colour", r"config.attentive.task='colour' is not valid: choose one of"),

@@ -1,6 +1,6 @@
 """Exact resume: a run killed with SIGKILL after a checkpoint and restarted equals an uninterrupted run, on the
-built-in world, on a manifest of real video files (one of them broken) and for the action-conditioned world model
-on collected PushT trajectories."""
+built-in world, on a manifest of real video files (one of them broken), for the action-conditioned world model
+on collected PushT trajectories, and for attentive probes on labelled videos (same held-out accuracy)."""
 
 import json
 import os
@@ -60,7 +60,7 @@ def pusht_trajectories(directory) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["balls", "video", "trajectories"])
+@pytest.mark.parametrize("source", ["balls", "video", "trajectories", "probe"])
 def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path, source):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     extra = ["--config", f"{TINY_WORLD}:smoke"]
@@ -71,6 +71,13 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path
     if source == "trajectories":
         extra = ["--config", f"{PUSHT_AC}:smoke",
                  f"--config.data.trajectories={pusht_trajectories(tmp_path / 'pusht')}"]
+    if source == "probe":  # a random-init encoder's probes on motion-class videos, 2 segments x 2 views
+        from jepa_jax.data import demo  # pylint: disable=g-import-not-at-top
+        videos = demo.write_motion_videos(str(tmp_path / "videos"), num_train=8, num_val=8)
+        extra = ["--config", f"{TINY_WORLD}:smoke,video", "--config.objective=probe", "--config.attentive.task=labels",
+                 f"--config.data.video.manifests=('{videos['train']}',)", "--config.data.video.frame_step=2",
+                 f"--config.attentive.val_manifest={videos['val']}", "--config.attentive.num_classes=4",
+                 "--config.attentive.num_heads=4", "--config.attentive.segments=2", "--config.attentive.views=2"]
     command = lambda workdir: train_command(workdir, extra)
     subprocess.run(command(straight), cwd=REPO, env=env(), check=True, capture_output=True, timeout=600)
 
@@ -94,12 +101,16 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted_run(tmp_path
         # Not timings, and not the bad-file running totals (they restart with the process).
         compared = {k for k in a[step].keys() & b[step].keys()
                     if k not in ("steps_per_s", "step_time_s", "mfu") and not k.startswith("bad_files_total/")}
-        assert {"loss", "prediction_loss", "grad_norm", "target_spread"} <= compared
+        assert ({"loss", "best_probe_loss", "best_probe_accuracy", "grad_norm"} if source == "probe" else
+                {"loss", "prediction_loss", "grad_norm", "target_spread"}) <= compared
         for key in compared:
             assert a[step][key] == b[step][key], (step, key)
     pa, pb = final_params(straight), final_params(killed)
     for x, y in zip(jax_leaves(pa), jax_leaves(pb)):
         np.testing.assert_array_equal(x, y)
+    if source == "probe":
+        scores = [json.loads((run / "probe.json").read_text()) for run in (straight, killed)]
+        assert scores[0]["members"] == scores[1]["members"] and scores[0]["num_test"] == 8
 
 
 def jax_leaves(tree):

@@ -127,8 +127,10 @@ def test_source_items_and_index_mapping():
     source = BallsWorldSource(config, num_clips=5, seed=11)
     assert len(source) == 5
     item = source[2]
-    assert set(item) == {"video", "position", "velocity"}
+    assert set(item) == {"video", "position", "velocity", "radius", "contacts"}
     chex.assert_shape(item["video"], (4, 64, 64, 3))
+    chex.assert_shape(item["radius"], (3,))
+    chex.assert_type(item["contacts"], bool)
     chex.assert_type(item["video"], np.uint8)
     chex.assert_shape([item["position"], item["velocity"]], (4, 3, 2))
     # Deterministic per (seed, index) and equal to the documented clip seed.
@@ -508,3 +510,36 @@ def test_invalid_source_arguments_raise():
         BallsWorldSource(BallsWorldConfig(), num_clips=-1)
     with pytest.raises(ValueError, match="seed"):
         BallsWorldSource(BallsWorldConfig(), num_clips=1, seed=-3)
+
+
+def test_contacts_mark_the_frame_two_balls_meet():
+    # Two balls on a line, closing at 4 px per frame without gravity: their gap of 24 - r0 - r1 px closes during
+    # the step into frame ceil(gap / 4), and they separate after the bounce.
+    config = BallsWorldConfig(num_frames=12, num_balls=2, gravity=0.0, radius=(4.0, 6.0))
+
+    def head_on(t, state):
+        if t:
+            return state
+        return BallsState(position=np.array([[20.0, 32.0], [44.0, 32.0]]), velocity=np.array([[2.0, 0.0],
+                                                                                                [-2.0, 0.0]]),
+                          radius=state.radius)
+
+    contacts = np.zeros(12, bool)
+    _, velocity, radius = simulate(config, seed=3, perturb=head_on, contacts=contacts)
+    meet = int(np.ceil((24.0 - radius.sum()) / 4.0))
+    assert contacts.tolist() == [t == meet for t in range(12)]
+    assert velocity[meet + 1, 0, 0] < 0 < velocity[meet + 1, 1, 0]  # they bounced
+    clip = generate_clip(config, seed=3)
+    source_item = BallsWorldSource(config, num_clips=1)[0]
+    chex.assert_shape([clip.contacts, source_item["contacts"]], (12,))
+
+
+def test_vary_count_draws_one_to_num_balls_balls_per_clip():
+    config = BallsWorldConfig(num_frames=2, num_balls=4)
+    source = BallsWorldSource(config, num_clips=40, seed=2, vary_count=True)
+    counts = [len(source[i]["radius"]) for i in range(40)]
+    assert counts == [1 + source.clip_seed(i) % 4 for i in range(40)]
+    assert set(counts) == {1, 2, 3, 4}
+    assert [source[i]["position"].shape for i in range(3)] == [(2, n, 2) for n in counts[:3]]
+    assert "vary_count=True" in repr(source) and "vary_count" not in repr(BallsWorldSource(config, 40, seed=2))
+

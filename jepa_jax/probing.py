@@ -1,0 +1,57 @@
+"""`jepa-jax eval probe`: train attentive probes on a frozen model through the engine, then score them.
+
+    result = probing.evaluate_probe("runs/tiny_world", "builtin:velocity", "runs/probe_velocity")
+    result = probing.evaluate_probe("runs/my_model", "train.csv", "runs/probe_mine", val="val.csv")
+
+A probe run is an ordinary training run (objective "probe": loop, Orbax checkpoints with exact resume, metrics), so
+an interrupted evaluation resumes where it stopped when run again with the same workdir. Scoring is
+evals.probe.probe_run_scores.
+"""
+
+import ml_collections
+
+from jepa_jax import config as config_lib
+from jepa_jax.data import sources
+from jepa_jax.evals import probe as probe_eval
+from jepa_jax.train import loop
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def probe_config(model: str, data: str, val: str = "", base: ml_collections.ConfigDict | None = None):
+    """The probe run's config for the frozen encoder of `model` (a run directory, optionally :STEP, or an
+    export/import folder).
+
+    Starts from `base` (default: the model's own config) with the model's architecture; `data` is "builtin:TASK" (a
+    task of the built-in world, pipeline.PROBE_TASKS) or a labelled training manifest ('PATH LABEL' lines), scored
+    on the manifest `val`; attentive.num_classes left at 0 becomes one more than the largest training label.
+    """
+    trained = config_lib.load_run(loop.parse_init_from(model, "--model")[0])
+    config = config_lib.from_dict((base or trained).to_dict())
+    config.model = trained.model
+    config.objective = "probe"
+    config.attentive.encoder_from = model
+    if data.startswith(BUILTIN_PREFIX):
+        config.data.source, config.attentive.task = "balls", data[len(BUILTIN_PREFIX):]
+    else:
+        if not val:
+            raise ValueError(f"--data {data} is a labelled manifest: give the held-out one with --val")
+        config.data.source, config.data.video.manifests, config.attentive.task = "video", (data,), "labels"
+        config.attentive.val_manifest = val
+        if not config.attentive.num_classes:
+            config.attentive.num_classes = 1 + max(e.label for e in sources.read_manifest(data))
+    config_lib.validate(config)
+    return config
+
+
+def evaluate_probe(model: str, data: str, workdir: str, val: str = "",
+                   base: ml_collections.ConfigDict | None = None) -> dict:
+    """Train the probe grid of probe_config(model, data, val, base) in `workdir` (resuming a run left there), then
+    score it (evals.probe.probe_run_scores: probe.json, probe.md). Returns the scores, or {"preempted_at": step}
+    when the run was stopped early (run it again to resume)."""
+    config = probe_config(model, data, val, base)
+    summary = loop.train(config, workdir)
+    loop.save_summary(summary, workdir)
+    if summary["preempted_at"] is not None:
+        return {"preempted_at": summary["preempted_at"]}
+    return probe_eval.probe_run_scores(workdir)
