@@ -318,8 +318,9 @@ VERBS = (
           "data": "builtin:TASK (position, velocity, ahead, count, collision: the built-in world) or a labelled "
                   "training manifest ('PATH LABEL' lines, CSV/JSONL).",
           "workdir": "The probe run's directory: checkpoints (rerun to resume), probe.json, probe.md, training.png.",
-          "config": "Probe settings to start from (default: the model's own config), e.g. experiments/configs/"
-                    "tiny_world.py; set fields with --config.attentive.X=..., --config.train.steps=..."}),
+          "config": "Probe settings to start from (default: the schema's probe protocol with the model's data "
+                    "settings), e.g. experiments/configs/tiny_world.py; then --config.attentive.X=..., "
+                    "--config.train.steps=..."}),
     Verb("bench", "Speed of a config: train step (vs PyTorch), compile time (scanned vs unrolled), attention, "
          "data, planning, checkpoint stall; JSON.",
          (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model"),

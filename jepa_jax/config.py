@@ -12,9 +12,9 @@ import ml_collections
 
 from jepa_jax import masks as masks_lib, recipes
 from jepa_jax.data import pipeline, sources as sources_lib
-from jepa_jax.models import ac_predictor, attention, posemb, predictor, probe, vit
+from jepa_jax.models import ac_predictor, attention, pixel_decoder, posemb, predictor, probe, vit
 
-OBJECTIVES = ("ema", "sigreg", "ac", "probe")
+OBJECTIVES = ("ema", "sigreg", "ac", "probe", "pixels")
 LOSSES = ("l1", "l2", "smooth_l1")
 POS_EMBEDDINGS = ("rope", "sincos")
 DATA_SOURCES = ("balls", "video", "packed", "trajectories")
@@ -396,8 +396,8 @@ def build_encoder(config) -> vit.VisionTransformer:
 
 
 def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
-    """The objective's predictor: the mask-token predictor (JEPA), the action-conditioned one ("ac") or the
-    attentive probe ("probe")."""
+    """The objective's predictor: the mask-token predictor (JEPA; for "pixels" predicting each target tubelet's
+    pixels: models/pixel_decoder.py), the action-conditioned one ("ac") or the attentive probe ("probe")."""
     m = config.model
     if config.objective == "probe":
         a = config.attentive
@@ -410,11 +410,12 @@ def build_predictor(config) -> "predictor.Predictor | ac_predictor.ACPredictor":
                                         num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
                                         predict_proprio=config.ac.predict_proprio, rope_pairing=m.rope_pairing,
                                         remat=m.remat, attention=m.attention, scan=m.scan_layers)
+    out_dim = pixel_decoder.tubelet_width(m.patch_size, m.tubelet_size) if config.objective == "pixels" else 0
     return predictor.Predictor(embed_dim=encoder_size(config).width, width=m.predictor.width,
                                depth=m.predictor.depth, num_heads=m.predictor.num_heads,
                                mlp_ratio=m.predictor.mlp_ratio, num_mask_tokens=num_mask_tokens(config),
                                pos_embedding=m.pos_embedding, rope_pairing=m.rope_pairing, remat=m.remat,
-                               attention=m.attention, dtype=m.dtype, scan=m.scan_layers)
+                               attention=m.attention, dtype=m.dtype, scan=m.scan_layers, out_dim=out_dim)
 
 
 def predictor_inputs(config) -> tuple:

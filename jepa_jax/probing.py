@@ -10,7 +10,7 @@ evals.probe.probe_run_scores.
 
 import ml_collections
 
-from jepa_jax import config as config_lib
+from jepa_jax import config as config_lib, recipes
 from jepa_jax.data import sources
 from jepa_jax.evals import probe as probe_eval
 from jepa_jax.train import loop
@@ -22,12 +22,17 @@ def probe_config(model: str, data: str, val: str = "", base: ml_collections.Conf
     """The probe run's config for the frozen encoder of `model` (a run directory, optionally :STEP, or an
     export/import folder).
 
-    Starts from `base` (default: the model's own config) with the model's architecture; `data` is "builtin:TASK" (a
-    task of the built-in world, pipeline.PROBE_TASKS) or a labelled training manifest ('PATH LABEL' lines), scored
-    on the manifest `val`; attentive.num_classes left at 0 becomes one more than the largest training label.
+    Starts from `base`, default the schema's probe protocol (recipes.base_config: attentive, probe, train, optim)
+    with the model's data settings and seed (a pretraining run's own probe fields are not a probe protocol), and
+    takes the model's architecture; `data` is "builtin:TASK" (a task of the built-in world, pipeline.PROBE_TASKS) or
+    a labelled training manifest ('PATH LABEL' lines), scored on the manifest `val`; attentive.num_classes left at
+    0 becomes one more than the largest training label.
     """
     trained = config_lib.load_run(loop.parse_init_from(model, "--model")[0])
-    config = config_lib.from_dict((base or trained).to_dict())
+    if base is None:
+        base = recipes.base_config()
+        base.data, base.seed = trained.data, trained.seed
+    config = config_lib.from_dict(base.to_dict())
     config.model = trained.model
     config.objective = "probe"
     config.attentive.encoder_from = model

@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
     """Every config field, with the tiny built-in-world values (a micro ViT on 8 x 64 x 64 bouncing-balls clips)."""
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.objective = "sigreg"  # "sigreg" (EMA-free) or "ema" (V-JEPA)
+    # "sigreg" (EMA-free), "ema" (V-JEPA) or "pixels" (the pixel-reconstruction baseline: the same encoder, masks and
+    # predictor size, predicting each masked tubelet's standardised pixels, VideoMAE-style; models/pixel_decoder.py)
+    config.objective = "sigreg"
     config.model = dict(
         size="micro", patch_size=8, tubelet_size=2, pos_embedding="rope", rope_pairing="repeat",
         # Rematerialisation policy of every block (models/vit.py REMAT_POLICIES): none, nothing_saveable,

@@ -227,8 +227,8 @@ def test_eval_probe_on_a_labelled_manifest_and_a_builtin_task(tmp_path):
         "labels", "top1", 32, 0.25, 0)
     assert {"top1", "top5", "lr", "weight_decay"} <= set(line["best"]) and line["ridge_quad"] is None
     assert "2 segments x 3 views" in (tmp_path / "labels" / "probe.md").read_text()
-    result = jepa_jax("eval", "probe", "--model", str(model), "--data", "builtin:collision",
-                      workdir=tmp_path / "collision")  # the model's own config: 4 steps
+    result = jepa_jax("eval", "probe", "--model", str(model), "--data", "builtin:collision", "--config",
+                      f"{TINY_WORLD}:smoke", "--config.train.steps=2", workdir=tmp_path / "collision")
     assert result.returncode == 0, result.stderr[-2000:]
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["task"] == "collision" and 0 <= line["best"]["top1"] <= 1 and 0 <= line["ridge_quad"] <= 1

@@ -12,8 +12,9 @@ from jepa_jax.models import attention as attention_lib, posemb, vit
 
 
 class Predictor(nn.Module):
-    """context tokens [B, Kc, D] + context/target indices -> predicted target features [B, Kt, D]."""
-    embed_dim: int            # encoder width D (output width)
+    """context tokens [B, Kc, D] + context/target indices -> predicted target features [B, Kt, D] (or [B, Kt, out_dim],
+    e.g. pixels: models/pixel_decoder.py)."""
+    embed_dim: int            # encoder width D (the output width unless out_dim)
     width: int = 384          # predictor width Dp
     depth: int = 12
     num_heads: int = 12
@@ -26,6 +27,7 @@ class Predictor(nn.Module):
     attention: attention_lib.Implementation = "auto"
     dtype: str = "float32"  # compute dtype (bfloat16: mixed precision; parameters stay float32)
     scan: bool = False  # blocks as one lax.scan (vit.transformer_blocks); the weights' layout is the same
+    out_dim: int = 0  # output width; 0: embed_dim
 
     @nn.compact
     def __call__(self, context, context_idx, target_idx, grid: tuple[int, int, int], mask_index: int = 0):
@@ -39,7 +41,7 @@ class Predictor(nn.Module):
           mask_index: which learned mask token to use (V-JEPA: one per mask config).
 
         Returns:
-          [B, Kt, D] predictions, in `dtype`.
+          [B, Kt, out_dim or D] predictions, in `dtype`.
         """
         batch, num_targets = target_idx.shape
         x = vit.dense(self.width, ("embed", "mlp"), "predictor_embed")(context.astype(self.dtype))
@@ -58,4 +60,4 @@ class Predictor(nn.Module):
                                    rope=self.pos_embedding == "rope", rope_pairing=self.rope_pairing,
                                    remat=self.remat, attention=self.attention, scan=self.scan)
         x = vit.layer_norm("predictor_norm", x.dtype)(x[:, -num_targets:])
-        return vit.dense(self.embed_dim, ("mlp", "embed"), "predictor_proj")(x)
+        return vit.dense(self.out_dim or self.embed_dim, ("mlp", "embed"), "predictor_proj")(x)

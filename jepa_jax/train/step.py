@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jepa_jax import config as config_lib, metrics as metrics_lib, objectives
-from jepa_jax.models import ac_predictor, probe as probe_lib, vit
+from jepa_jax.models import ac_predictor, pixel_decoder, probe as probe_lib, vit
 from jepa_jax.train import optim
 
 MONITORS = ("target_spread", "target_feature_std", "target_effective_rank", "prediction_cosine")
@@ -50,9 +50,9 @@ def maybe_monitors(monitor, *inputs) -> dict:
     return jax.lax.cond(monitor, collapse_monitors, skipped, *inputs)
 
 
-def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tuple[int, int, int],
-              mask_names: Sequence[str], loss_kind: str = "l1", sigreg=None, monitor=True):
-    """The JEPA objective: (loss, metrics) of one batch.
+def jepa_loss(params, batch, key, *, encoder, predictor, grid: tuple[int, int, int], mask_names: Sequence[str],
+              target_params=None, loss_kind: str = "l1", sigreg=None, pixels: bool = False, monitor=True):
+    """The JEPA objective (or its pixel-reconstruction baseline): (loss, metrics) of one batch.
 
     Args:
       params: {"encoder", "predictor"}: the trained weights (the context encoder is params["encoder"]).
@@ -63,12 +63,18 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
       loss_kind: "l1", "l2" or "smooth_l1", averaged over the mask configs.
       sigreg: config.sigreg (weight, num_slices, t_max, num_points) to add SIGReg on every context embedding of the
         batch (all mask configs: the tokens that carry gradient), or None (EMA objective).
+      pixels: predict each target tubelet's standardised pixels instead (objective "pixels", VideoMAE-style:
+        models/pixel_decoder.py; `predictor` is the pixel decoder, target_params unused); the collapse monitors
+        then look at the context encoder's outputs of the first mask config.
       monitor: compute the collapse monitors (a bool, traced or not).
     """
     video = vit.normalize_video(batch["video"])
     # Targets, losses and monitors in float32 whatever the compute dtype (mixed precision).
-    features = jax.lax.stop_gradient(encoder.apply({"params": target_params}, video)).astype(jnp.float32)
-    targets = objectives.normalize_targets(features)
+    if pixels:
+        targets = pixel_decoder.pixel_targets(batch["video"], encoder.patch_size, encoder.tubelet_size)
+    else:
+        features = jax.lax.stop_gradient(encoder.apply({"params": target_params}, video)).astype(jnp.float32)
+        targets = objectives.normalize_targets(features)
     metrics, losses, contexts, predictions, target_tokens = {}, [], [], [], []
     for mask_index, (context_idx, target_idx) in enumerate(batch["masks"]):
         context = encoder.apply({"params": params["encoder"]}, video, keep=context_idx)
@@ -85,6 +91,9 @@ def jepa_loss(params, batch, key, *, target_params, encoder, predictor, grid: tu
         metrics[f"loss_{mask_names[mask_index]}"] = losses[-1]
     loss = sum(losses) / len(losses)
     metrics["prediction_loss"] = loss
+    if pixels:  # the representation to watch for collapse: the context encoder's (first mask config)
+        features = contexts[0].reshape(video.shape[0], -1, contexts[0].shape[-1])
+        targets = objectives.normalize_targets(features)
     metrics.update(maybe_monitors(monitor, features, targets, tuple(predictions), tuple(target_tokens)))
     if sigreg is not None:
         metrics["sigreg"] = objectives.sigreg(jnp.concatenate(contexts), key, sigreg.num_slices, sigreg.t_max,
@@ -235,10 +244,11 @@ def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_
     if config.objective == "probe":
         return functools.partial(probe_loss, encoder=encoder, probe=predictor, features=config.attentive.features,
                                  segments=config.attentive.segments, classes=config_lib.probe_classes(config) > 0)
-    if config.objective != "ac":
+    if config.objective != "ac":  # pixels: VideoMAE's mean squared error on standardised pixels
         return functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
-                                 loss_kind=config.loss.kind, sigreg=config.sigreg if config.objective == "sigreg"
-                                 else None)
+                                 loss_kind="l2" if config.objective == "pixels" else config.loss.kind,
+                                 sigreg=config.sigreg if config.objective == "sigreg" else None,
+                                 pixels=config.objective == "pixels")
     joint = config.ac.encoder == "joint"
     return functools.partial(ac_loss, encoder=encoder, predictor=predictor, grid_hw=grid[1:], train_encoder=joint,
                              rollout_steps=config.ac.rollout_steps, loss_kind=config.loss.kind,
@@ -257,7 +267,7 @@ def make_train_step(config, encoder, predictor, optimizer, grid: tuple[int, int,
 
     def train_step(state, batch):
         step = state.step + 1
-        targets = {} if config.objective in ("ac", "probe") else {
+        targets = {} if config.objective in ("ac", "probe", "pixels") else {
             "target_params": state.ema_params if use_ema else state.params["encoder"]}
         loss_fn = functools.partial(loss, monitor=on_schedule(step, monitor_every, total_steps), **targets)
         grads, metrics = mean_gradients(loss_fn, state.params, batch, jax.random.fold_in(state.rng, state.step),

@@ -117,7 +117,11 @@ def test_a_val_label_outside_the_classes_is_an_error(smoke_config, tmp_path):
 def test_probe_config_takes_the_models_architecture_and_counts_the_classes(smoke_config, tmp_path):
     model = tmp_path / "model"
     saved_jepa_run(smoke_config, str(model))
-    config_lib.write_json(smoke_config, str(model / "config.json"))
+    trained = copy.deepcopy(smoke_config)
+    trained.attentive.depth, trained.data.world.num_balls = 3, 2  # a pretraining run's own probe fields
+    config_lib.write_json(trained, str(model / "config.json"))
+    builtin = probing.probe_config(str(model), "builtin:count")
+    assert builtin.attentive.depth == 1 and builtin.data.world.num_balls == 2  # schema protocol, model's world
     paths = demo.write_motion_videos(str(tmp_path / "videos"), num_train=4, num_val=4)
     base = copy.deepcopy(smoke_config)
     base.model.size = "tiny"  # the model's own architecture wins
