@@ -13,6 +13,7 @@
   extract        jepa_jax.pretrained.extract(...)
   plan           jepa_jax.evals.plan.evaluate(jepa_jax.evals.plan.load_world_model(...), ...)
   eval probe     jepa_jax.probing.evaluate_probe(model, data, workdir, val=...)
+  ablate jepa-vs-pixels  jepa_jax.ablate.jepa_vs_pixels(config, workdir, ...)
   bench          jepa_jax.benchmarks.bench.run(config, what, ...)
 
 The VERBS table below drives both help (`jepa-jax --help`, `jepa-jax VERB --help`: a verb's flags, defaults and
@@ -79,6 +80,9 @@ _PREDICTOR_HEADS = flags.DEFINE_integer("predictor_heads", None, "Predictor head
 _MODEL = flags.DEFINE_string("model", None, "An export/import folder or a run directory.")
 _DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
 _VAL = flags.DEFINE_string("val", None, "The held-out labelled manifest to score on (with a manifest --data).")
+_TASKS = flags.DEFINE_list("tasks", ["position", "velocity", "ahead"], "Built-in probe tasks (position, velocity, "
+                           "ahead, count, collision).")
+_PROBE_STEPS = flags.DEFINE_integer("probe_steps", 100, "Training steps of each attentive probe.")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
 _PLANNER = flags.DEFINE_string("planner", "cem", "cem (DINO-WM's PushT settings: horizon 5, 300 samples, top 30, "
@@ -150,6 +154,15 @@ def _eval_probe() -> None:
     base = config_lib.from_dict(_CONFIG.value.to_dict()) if _CONFIG.value is not None else None
     scores = probing.evaluate_probe(_MODEL.value, _DATA.value, _WORKDIR.value, val=_VAL.value or "", base=base)
     print(json.dumps(scores if "preempted_at" in scores else _probe_line(scores, _WORKDIR.value)))
+
+
+def _ablate() -> None:
+    from jepa_jax import ablate, config as config_lib, parallel  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
+    ablate.jepa_vs_pixels(config_lib.from_dict(_CONFIG.value.to_dict()), _WORKDIR.value, tasks=tuple(_TASKS.value),
+                          probe_steps=_PROBE_STEPS.value)
+    with open(os.path.join(_WORKDIR.value, "results.md"), encoding="utf-8") as f:
+        print(f.read())
 
 
 def _report() -> None:
@@ -321,6 +334,14 @@ VERBS = (
           "config": "Probe settings to start from (default: the schema's probe protocol with the model's data "
                     "settings), e.g. experiments/configs/tiny_world.py; then --config.attentive.X=..., "
                     "--config.train.steps=..."}),
+    Verb("ablate jepa-vs-pixels", "JEPA (ema, sigreg) vs pixel reconstruction vs random init under one budget: "
+         "probe scores, FLOPs, wall time.", (), ("--config FILE", "--workdir DIR"),
+         ("config", "workdir", "tasks", "probe_steps", *_MULTI_PROCESS),
+         "jepa-jax ablate jepa-vs-pixels --config experiments/configs/tiny_world.py --workdir runs/ablate", _ablate,
+         {"config": "The pretraining config every arm shares (only config.objective differs); its attentive "
+                    "section is the probe protocol.",
+          "workdir": "One run directory per arm (ema, sigreg, pixels), probes/, results.csv/.md/.png; rerun to "
+                     "resume."}),
     Verb("bench", "Speed of a config: train step (vs PyTorch), compile time (scanned vs unrolled), attention, "
          "data, planning, checkpoint stall; JSON.",
          (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model"),
@@ -330,6 +351,7 @@ VERBS = (
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
           "eval": "Evaluate a frozen model: attentive probes.",
+          "ablate": "Ablations that train and compare several models.",
           "data": "Look at the videos of a manifest, decode them once for training, or collect environment "
                   "trajectories."}
 

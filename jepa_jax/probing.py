@@ -8,9 +8,12 @@ an interrupted evaluation resumes where it stopped when run again with the same 
 evals.probe.probe_run_scores.
 """
 
+import json
+import os
+
 import ml_collections
 
-from jepa_jax import config as config_lib, recipes
+from jepa_jax import config as config_lib, recipes, sweep
 from jepa_jax.data import sources
 from jepa_jax.evals import probe as probe_eval
 from jepa_jax.train import loop
@@ -49,14 +52,22 @@ def probe_config(model: str, data: str, val: str = "", base: ml_collections.Conf
     return config
 
 
-def evaluate_probe(model: str, data: str, workdir: str, val: str = "",
-                   base: ml_collections.ConfigDict | None = None) -> dict:
-    """Train the probe grid of probe_config(model, data, val, base) in `workdir` (resuming a run left there), then
-    score it (evals.probe.probe_run_scores: probe.json, probe.md). Returns the scores, or {"preempted_at": step}
-    when the run was stopped early (run it again to resume)."""
-    config = probe_config(model, data, val, base)
+def probe_run(config, workdir: str) -> dict:
+    """Train the probe run `config` in `workdir` (resuming a run left there), then score it
+    (evals.probe.probe_run_scores: probe.json, probe.md); a finished, scored run is read back instead. Returns the
+    scores, or {"preempted_at": step} when the run was stopped early (run it again to resume)."""
+    scored = os.path.join(workdir, "probe.json")
+    if sweep.is_finished(workdir) and os.path.isfile(scored):
+        with open(scored, encoding="utf-8") as f:
+            return json.load(f)
     summary = loop.train(config, workdir)
     loop.save_summary(summary, workdir)
     if summary["preempted_at"] is not None:
         return {"preempted_at": summary["preempted_at"]}
     return probe_eval.probe_run_scores(workdir)
+
+
+def evaluate_probe(model: str, data: str, workdir: str, val: str = "",
+                   base: ml_collections.ConfigDict | None = None) -> dict:
+    """probe_run(probe_config(model, data, val, base), workdir)."""
+    return probe_run(probe_config(model, data, val, base), workdir)

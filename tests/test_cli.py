@@ -27,6 +27,8 @@ VERB_FLAGS = {
             "--proprio_weight --baselines --oracle_episodes",
     "eval probe": "--model --data --val --workdir --config --multihost --coordinator_address --num_processes "
                   "--process_id",
+    "ablate jepa-vs-pixels": "--config --workdir --tasks --probe_steps --multihost --coordinator_address "
+                             "--num_processes --process_id",
     "bench": "--config --what --compare --repeats --data --model",
 }
 
@@ -89,7 +91,8 @@ def test_help_of_train_export_and_data_pack(capsys):
 def test_overview_lists_every_verb(capsys):
     overview = cli_help(capsys, "--help")
     assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "data collect",
-                                      "data demo", "export", "import", "extract", "plan", "eval probe", "bench"]
+                                      "data demo", "export", "import", "extract", "plan", "eval probe",
+                                      "ablate jepa-vs-pixels", "bench"]
     for verb in cli.VERBS:
         assert verb.summary in overview
     assert "`jepa-jax VERB --help` shows" in overview
