@@ -129,6 +129,25 @@ def train_state_init_fn(run: Run):
                                               stacked=config.model.scan_layers, members=members)
 
 
+ENCODER_FIELDS = ("size", "custom", "patch_size", "tubelet_size", "pos_embedding", "rope_pairing")
+
+
+def check_encoder_architecture(config, source: str, field: str) -> None:
+    """One-line error, before anything is built, when the encoder saved in `source` (a run directory or export
+    folder, with its config.json) differs from config.model in a field that shapes its weights or tokens."""
+    path = os.path.join(source, "config.json")
+    if not os.path.isfile(path):
+        return  # an imported folder without a run config: the tensor check of place_weights decides
+    saved = config_lib.load_run(source).model
+    for name in ENCODER_FIELDS:
+        if name == "custom" and saved.size != "custom":
+            continue
+        if saved[name] != config.model[name]:
+            raise ValueError(f"{field}={source!r} holds an encoder with model.{name}={saved[name]!r}, this config "
+                             f"has {config.model[name]!r}: set --config.model.{name}={saved[name]} (its tokens "
+                             f"and weights must match)")
+
+
 def pretrained_encoder_spec(config) -> tuple[str, str]:
     """(where the run's encoder comes from, the field naming it): config.ac.encoder_from for "ac",
     config.attentive.encoder_from for "probe"; ("", "") for objectives that train their encoder from scratch."""
@@ -168,7 +187,7 @@ def build_run(config, devices=None, *, abstract: bool = False) -> Run:
         parse_init_from(config.train.init_from)
     encoder_from, field = pretrained_encoder_spec(config)
     if encoder_from:
-        parse_init_from(encoder_from, field)
+        check_encoder_architecture(config, parse_init_from(encoder_from, field)[0], field)
     mesh = parallel.make_mesh(config.mesh, devices)
     check_batch_split(config, mesh)
     use_compilation_cache(config.train.compilation_cache)

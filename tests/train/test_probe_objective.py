@@ -151,3 +151,14 @@ def test_bad_probe_configs_are_one_line_errors(smoke_config, field, value, messa
         config.attentive.features = "pixels"
     with pytest.raises(ValueError, match=message):
         config_lib.validate(config)
+
+
+def test_an_encoder_of_another_architecture_is_a_one_line_error_before_building(smoke_config, tmp_path):
+    saved_jepa_run(smoke_config, str(tmp_path / "jepa"))
+    config_lib.write_json(smoke_config, str(tmp_path / "jepa" / "config.json"))
+    config = probe_config(smoke_config, encoder_from=str(tmp_path / "jepa"))
+    config.model.patch_size = 16  # 4 x 4 x 4 tokens instead of 4 x 8 x 8
+    with pytest.raises(ValueError, match=r"encoder_from='.*jepa' holds an encoder with model.patch_size=8, this "
+                                         r"config has 16: set --config.model.patch_size=8"):
+        loop.build_run(config)
+
