@@ -80,6 +80,8 @@ _PREDICTOR_HEADS = flags.DEFINE_integer("predictor_heads", None, "Predictor head
 _MODEL = flags.DEFINE_string("model", None, "An export/import folder or a run directory.")
 _DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob or imagefolder:ROOT).")
 _VAL = flags.DEFINE_string("val", None, "The held-out labelled manifest to score on (with a manifest --data).")
+_PROBE_FROM = flags.DEFINE_string("probe_from", None, "Score a released probe (official AttentiveClassifier .pt or "
+                                  ".safetensors) on --val instead of training one.")
 _TASKS = flags.DEFINE_list("tasks", ["position", "velocity", "ahead"], "Built-in probe tasks (position, velocity, "
                            "ahead, count, collision).")
 _PROBE_STEPS = flags.DEFINE_integer("probe_steps", 100, "Training steps of each attentive probe.")
@@ -152,7 +154,12 @@ def _eval_probe() -> None:
     from jepa_jax import config as config_lib, parallel, probing  # pylint: disable=g-import-not-at-top
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _MULTIHOST.value)
     base = config_lib.from_dict(_CONFIG.value.to_dict()) if _CONFIG.value is not None else None
-    scores = probing.evaluate_probe(_MODEL.value, _DATA.value, _WORKDIR.value, val=_VAL.value or "", base=base)
+    if _PROBE_FROM.value:
+        if not _VAL.value:
+            _error("--probe_from scores a released probe on a labelled manifest: give it with --val")
+        scores = probing.score_official_probe(_MODEL.value, _PROBE_FROM.value, _VAL.value, _WORKDIR.value, base)
+    else:
+        scores = probing.evaluate_probe(_MODEL.value, _DATA.value, _WORKDIR.value, val=_VAL.value or "", base=base)
     print(json.dumps(scores if "preempted_at" in scores else _probe_line(scores, _WORKDIR.value)))
 
 
@@ -322,8 +329,8 @@ VERBS = (
                   "default: the run's config.data.trajectories).",
           "model": "A `jepa-jax train` run directory of an action-conditioned model (objective ac)."}),
     Verb("eval probe", "Attentive probes on a frozen model (the V-JEPA protocol, a grid of heads): best top-1/5 or R^2.",
-         (), ("--model DIR", "--data MANIFEST|builtin:TASK", "--workdir DIR"),
-         ("model", "data", "val", "workdir", "config", *_MULTI_PROCESS),
+         (), ("--model DIR", "--data MANIFEST|--probe_from FILE", "--workdir DIR"),
+         ("model", "data", "val", "probe_from", "workdir", "config", *_MULTI_PROCESS),
          "jepa-jax eval probe --model runs/tiny_world --data builtin:velocity --workdir runs/probe_velocity",
          _eval_probe,
          {"model": "The frozen encoder: a `jepa-jax train` run directory (optionally :STEP; its EMA target encoder "

@@ -110,6 +110,31 @@ def read_fair(path: str) -> tuple[dict, dict | None]:
     return groups, json.loads(content[CONFIG_KEY]) if CONFIG_KEY in content else None
 
 
+def read_fair_probe(path: str) -> dict:
+    """{official key: array} of an attentive probe (the official AttentiveClassifier): a V-JEPA 2 probe checkpoint
+    (its first head of "classifiers", as the released probes are read), a V-JEPA one ("classifier"), a bare state
+    dict, or a .safetensors file of one; `module.` prefixes dropped."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist: give an official probe checkpoint (.pt) or its state dict "
+                                f"as .safetensors")
+    if path.endswith(".safetensors"):
+        tensors = native.read_safetensors(path)[0]
+    else:
+        content = _torch_load(path)
+        if isinstance(content, dict) and isinstance(content.get("classifiers"), list) and content["classifiers"]:
+            content = content["classifiers"][0]
+        elif isinstance(content, dict) and isinstance(content.get("classifier"), dict):
+            content = content["classifier"]
+        if not isinstance(content, dict):
+            raise ValueError(f"{path} holds a {type(content).__name__}, not a probe state dict")
+        tensors = content
+    tensors = {_strip(k): v for k, v in tensors.items()}
+    if not {"pooler.query_tokens", "linear.weight"} <= set(tensors):
+        raise ValueError(f"{path} is not an attentive probe: no pooler.query_tokens / linear.weight among its "
+                         f"{len(tensors)} entries (e.g. {sorted(tensors)[:3]})")
+    return {k: v if isinstance(v, np.ndarray) else _to_numpy(v, path, k) for k, v in tensors.items()}
+
+
 # ------------------------------------------------------------------------------------------------ native
 
 def write_native(weights: native.Weights, out: str, groups=GROUPS) -> list[str]:

@@ -4,6 +4,7 @@ Our parameters, flattened with "." (`blocks_0.attn.qkv.kernel` [D, 3, h, Dh]), m
   - "fair": the official V-JEPA / V-JEPA 2 state dicts (docs/official_reference.md 7), e.g. `blocks.0.attn.qkv.weight`
     [3D, D] (rows [q; k; v], heads contiguous), PyTorch Linear weights [out, in], Conv3d [D, C, t, p, p] (Conv2d
     [D, C, p, p] for one-frame tubelets), one `mask_tokens.{k}` (1, 1, Dp) per mask token;
+    and the attentive probes' `AttentiveClassifier` state dict (`pooler.cross_attention_block.xattn.kv.weight`, ...);
   - "hf": Hugging Face `transformers` VJEPA2Model, e.g. `encoder.layer.0.attention.query.weight` [D, D] (q, k, v
     as three Linears), `predictor.embeddings.mask_tokens` [n, 1, 1, Dp].
 Each of our tensors becomes one or more tensors there (a `Link`); converting is reshapes, transposes and splits,
@@ -81,9 +82,25 @@ _HF_MODULES = {"patch_embed": "encoder.embeddings.patch_embeddings.proj", "norm"
                "predictor_proj": "predictor.proj"}
 
 
+_PROBE_BLOCK = re.compile(r"^pooler\.blocks_(\d+)\.(.+)$")
+
+
+def _probe_link(name: str) -> Link:
+    """An attentive probe's tensor (models/probe.py) in the official AttentiveClassifier state dict: `pooler.blocks_i`
+    -> `pooler.blocks.i`, the query tokens as they are, Linears transposed (attention output projections from
+    [h, Dh, D])."""
+    if name == "pooler.query_tokens":
+        return Link((name,), lambda x: (x,), lambda xs, shape: xs[0].reshape(shape))
+    block = _PROBE_BLOCK.match(name)
+    module, param = (f"pooler.blocks.{block.group(1)}.{block.group(2)}" if block else name).rsplit(".", 1)
+    return _param(module, param, 2 if module.endswith(("attn.proj", "xattn.proj")) else 1)
+
+
 def link(layout: str, name: str, shape: tuple[int, ...], image: bool = False) -> Link:
     """Where our tensor `name` (shape `shape`) lives in `layout` ("fair" or "hf"); `image`: a one-frame model, whose
-    official patch embedding is a Conv2d."""
+    official patch embedding is a Conv2d. Attentive-probe tensors (`pooler.*`, `linear.*`) map to "fair" only."""
+    if name.startswith(("pooler.", "linear.")):
+        return _probe_link(name)
     block = _BLOCK.match(name)
     if block:
         kind, index, rest = block.groups()

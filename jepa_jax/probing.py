@@ -3,6 +3,10 @@
     result = probing.evaluate_probe("runs/tiny_world", "builtin:velocity", "runs/probe_velocity")
     result = probing.evaluate_probe("runs/my_model", "train.csv", "runs/probe_mine", val="val.csv")
 
+An official probe (a released V-JEPA / V-JEPA 2 AttentiveClassifier checkpoint) is scored without training:
+
+    result = probing.score_official_probe("imported/vitl", "ssv2-vitl-16x2x3.pt", "ssv2_val.csv", "runs/ssv2")
+
 A probe run is an ordinary training run (objective "probe": loop, Orbax checkpoints with exact resume, metrics), so
 an interrupted evaluation resumes where it stopped when run again with the same workdir. Scoring is
 evals.probe.probe_run_scores.
@@ -10,10 +14,14 @@ evals.probe.probe_run_scores.
 
 import json
 import os
+import re
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import ml_collections
 
-from jepa_jax import config as config_lib, recipes, sweep
+from jepa_jax import config as config_lib, export, layouts, native, pretrained, recipes, sweep
 from jepa_jax.data import sources
 from jepa_jax.evals import probe as probe_eval
 from jepa_jax.train import loop
@@ -71,3 +79,38 @@ def evaluate_probe(model: str, data: str, workdir: str, val: str = "",
                    base: ml_collections.ConfigDict | None = None) -> dict:
     """probe_run(probe_config(model, data, val, base), workdir)."""
     return probe_run(probe_config(model, data, val, base), workdir)
+
+
+def official_probe_settings(tensors: dict) -> dict:
+    """config.attentive fields of an official probe's state dict (export.read_fair_probe): its flavour (V-JEPA's
+    has an output projection in the cross-attention), depth (self-attention blocks + 1) and classes."""
+    blocks = {int(m.group(1)) for k in tensors if (m := re.match(r"pooler\.blocks\.(\d+)\.", k))}
+    return {"flavour": "vjepa" if "pooler.cross_attention_block.xattn.proj.weight" in tensors else "vjepa2",
+            "depth": len(blocks) + 1, "num_classes": int(tensors["linear.weight"].shape[0])}
+
+
+def import_probe(tensors: dict, config, source: str) -> dict:
+    """An official probe's tensors as the probe parameters of `config` (one member: leaves [1, ...]); strict about
+    names and shapes (layouts.from_layout)."""
+    probe = config_lib.build_predictor(config)
+    shapes = nn.meta.unbox(jax.eval_shape(probe.init, jax.random.key(0), *config_lib.predictor_inputs(config)))["params"]
+    expected = {k: v.shape for k, v in native.flatten(shapes, leaf=lambda x: x).items()}
+    flat = layouts.from_layout(layouts.FAIR, tensors, expected, source, "attentive probe")
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], native.unflatten(flat))
+
+
+def score_official_probe(model: str, probe_path: str, val: str, workdir: str,
+                         base: ml_collections.ConfigDict | None = None) -> dict:
+    """Score a released probe on the labelled manifest `val` with the frozen encoder of `model` (an export/import
+    folder or a run directory), base's segments x views protocol (probe_config); the probe's flavour, depth and
+    classes come from the file, the official probe has no positions (attentive.positions off) and base's
+    attentive.num_heads must be the probe's (16 for the released ones). Writes probe.json / probe.md in `workdir`."""
+    tensors = export.read_fair_probe(probe_path)
+    config = probe_config(model, val, val, base)
+    config.attentive.update(official_probe_settings(tensors), positions=False, learning_rates=(0.0,),
+                            weight_decays=(0.0,))
+    config_lib.validate(config)
+    params = {"encoder": pretrained.load(model).params["encoder"],
+              "probe": import_probe(tensors, config, probe_path)}
+    return probe_eval.write_scores(probe_eval.labelled_scores(config, params), config, workdir, None)
+

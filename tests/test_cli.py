@@ -25,7 +25,7 @@ VERB_FLAGS = {
     "extract": "--model --data --out --pool --batch_size --step --encoder",
     "plan": "--model --env --episodes --seed --out --step --data --planner --replans --execute --distance "
             "--proprio_weight --baselines --oracle_episodes",
-    "eval probe": "--model --data --val --workdir --config --multihost --coordinator_address --num_processes "
+    "eval probe": "--model --data --val --probe_from --workdir --config --multihost --coordinator_address --num_processes "
                   "--process_id",
     "ablate jepa-vs-pixels": "--config --workdir --tasks --probe_steps --multihost --coordinator_address "
                              "--num_processes --process_id",

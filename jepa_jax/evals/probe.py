@@ -95,7 +95,7 @@ def _world_scores(config, params) -> dict:
             "num_test": num_test, "chance": _chance(targets[num_train:]) if classes else None, "bad_files": 0}
 
 
-def _manifest_scores(config, params) -> dict:
+def labelled_scores(config, params) -> dict:
     """Members' top-1 / top-5 on config.attentive.val_manifest, segments x views per clip, views softmax-averaged."""
     a, v = config.attentive, config.data.video
     views = pipeline.EvalViews(v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
@@ -148,16 +148,23 @@ def probe_run_scores(run_dir: str, step: int | None = None) -> dict:
     checkpointer = checkpoint.Checkpointer(run_dir)
     params = checkpointer.restore_params(step)["params"]
     checkpointer.close()
-    scores = _manifest_scores(config, params) if config.attentive.task == "labels" else _world_scores(config, params)
+    scores = labelled_scores(config, params) if config.attentive.task == "labels" else _world_scores(config, params)
+    return write_scores(scores, config, run_dir, step)
+
+
+def write_scores(scores: dict, config, directory: str, step: int | None) -> dict:
+    """The probe result of `scores` (labelled_scores or the built-in tasks'), with the task, its metric and the
+    best member, written to probe.json and probe.md in `directory`; returns it."""
     metric = "top1" if config_lib.probe_classes(config) else "r2"
     probed = ("raw pixels" if config.attentive.features == "pixels" else config.attentive.encoder_from
               or "random init")
     result = {"task": config.attentive.task, "metric": metric, "step": step, "encoder_from": probed,
               "best": max(scores["members"], key=lambda m: m[metric]), **scores}
     if jax.process_index() == 0:
-        with open(os.path.join(run_dir, "probe.json"), "w", encoding="utf-8") as f:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "probe.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
-        _write_markdown(result, config, os.path.join(run_dir, "probe.md"))
+        _write_markdown(result, config, os.path.join(directory, "probe.md"))
     return result
 
 
@@ -168,8 +175,10 @@ def _write_markdown(result: dict, config, path: str) -> None:
                 f"averaged over the views; {result['bad_files']} unusable files skipped)")
     else:
         data = f"{result['num_test']} held-out clips of the built-in world"
-    lines = [f"# Attentive probe: {result['task']} (step {result['step']}, encoder {result['encoder_from']})", "",
-             f"{metric} of each member of the grid (AdamW, cosine to 0 over {config.train.steps} steps) on {data}. "
+    trained = "imported" if result["step"] is None else f"step {result['step']}"
+    schedule = "" if result["step"] is None else f" (AdamW, cosine to 0 over {config.train.steps} steps)"
+    lines = [f"# Attentive probe: {result['task']} ({trained}, encoder {result['encoder_from']})", "",
+             f"{metric} of each member of the grid{schedule} on {data}. "
              f"Best member: {metric} {best[metric]:.3f} at lr {best['lr']:g}, weight decay "
              f"{best['weight_decay']:g}."]
     if result["ridge_quad"] is not None:
