@@ -186,6 +186,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.model.pos_embedding == "rope" and posemb.rope_axis_dim(
             config.model.predictor.width // config.model.predictor.num_heads) == 0:
         raise ValueError("config.model.predictor: head dim width/num_heads must be >= 6 for 3D RoPE")
+    if config.monitor.online_probe:
+        online_probe_shape(config)
     if not isinstance(config.monitor.every, int) or config.monitor.every < 0:
         raise ValueError(f"config.monitor.every={config.monitor.every!r} must be 0 (every logged step) or a positive "
                          f"number of steps")
@@ -347,6 +349,22 @@ def ac_state_grid(config) -> tuple[int, int]:
     """(H', W') of the per-frame state tokens the AC predictor sees: the patch grid, or pool_grid x pool_grid."""
     k = config.ac.pool_grid
     return (k, k) if k else token_grid(config)[1:]
+
+
+def online_probe_shape(config) -> tuple[int, int] | None:
+    """(inputs, outputs) of the online probe's linear map: T' x 4 quadrants x D pooled target features -> x, y and
+    vx, vy of every ball; None when config.monitor.online_probe is off. One-line errors where it cannot run."""
+    if not config.monitor.online_probe:
+        return None
+    if config.objective not in ("ema", "sigreg") or config.data.source != "balls":
+        raise ValueError(f"config.monitor.online_probe reads the built-in world's labels and the JEPA targets: it "
+                         f"needs config.data.source='balls' and objective ema or sigreg, not "
+                         f"{config.data.source!r} / {config.objective!r}")
+    frames, height, width = token_grid(config)
+    if height % 2 or width % 2:
+        raise ValueError(f"config.monitor.online_probe pools each time slice into 2 x 2 quadrants: the {height} x "
+                         f"{width} token grid must have even sides")
+    return frames * 4 * encoder_size(config).width, 4 * config.data.world.num_balls
 
 
 def probe_steps(config) -> list[int]:

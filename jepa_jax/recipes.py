@@ -117,8 +117,12 @@ def base_config() -> ml_collections.ConfigDict:
                         compilation_cache="~/.cache/jepa_jax/xla")
     # peak_flops: peak FLOP/s per device for MFU (0: look up the device kind). every: the collapse monitors
     # (effective rank, spread, feature std, prediction cosine) run only every `every` steps (0: the logged steps,
-    # train.log_every), plus the first and the last; on other steps they cost nothing.
-    config.monitor = dict(peak_flops=0.0, every=0)
+    # train.log_every), plus the first and the last; on other steps they cost nothing. online_probe (objectives
+    # ema / sigreg on the built-in world): a linear probe trained beside pretraining on the target features,
+    # quadrant-pooled per time slice, to each ball's position and velocity; its R^2 on every fresh batch (before
+    # its update) is logged as online_probe_r2, an early warning that pretraining is going wrong. Its gradient
+    # never reaches the encoder or the predictor.
+    config.monitor = dict(peak_flops=0.0, every=0, online_probe=False)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
     config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
                         at_fractions=(0.1, 0.25, 0.5, 1.0))

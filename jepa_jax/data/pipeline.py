@@ -65,6 +65,19 @@ class ProbeTargets:
         return {"video": element["video"][:self.num_frames], "targets": targets}
 
 
+class WorldLabels:
+    """Map: a world clip -> {"video", "probe_targets": float32 [4 N]}: each ball's position then velocity at the
+    middle frame (ProbeTargets' units), the labels of the online probe (config.monitor.online_probe)."""
+
+    def __init__(self, num_frames: int, size: int, max_speed: float):
+        self.position = ProbeTargets("position", num_frames, size, max_speed)
+        self.velocity = ProbeTargets("velocity", num_frames, size, max_speed)
+
+    def __call__(self, element: dict) -> dict:
+        labels = [self.position(element)["targets"], self.velocity(element)["targets"]]
+        return {"video": element["video"], "probe_targets": np.concatenate(labels)}
+
+
 def probe_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> tuple[BallsWorldSource, ProbeTargets]:
     """(world clips of config.data.world, simulated `ahead` frames longer for "ahead" and "collision" and with 1 to
     num_balls balls for "count"; the map that turns each into a probe example of config.attentive.task)."""
@@ -240,13 +253,16 @@ class SampleMasks:
         return {**batch, "masks": masks_lib.sample_masks(self.maskers, rng, batch_size)}
 
 
-def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int) -> dict:
+def batch_spec(frames: int, size: int, maskers: Sequence, batch_size: int, labels: int = 0) -> dict:
     """The device batch as ShapeDtypeStructs: {"video": uint8 [B, T, S, S, 3], "masks": ((context [B, Kc],
     target [B, Kt] or [B, n, Kt]), ...)}, one index pair per masker (what `make_train_dataset` yields, less the
-    host-only `bad_files` counts)."""
-    return {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
+    host-only `bad_files` counts), and "probe_targets" float32 [B, labels] when labels > 0 (WorldLabels)."""
+    spec = {"video": jax.ShapeDtypeStruct((batch_size, frames, size, size, 3), np.uint8),
             "masks": tuple(tuple(jax.ShapeDtypeStruct(shape, np.int32) for shape in m.shapes(batch_size))
                            for m in maskers)}
+    if labels:
+        spec["probe_targets"] = jax.ShapeDtypeStruct((batch_size, labels), np.float32)
+    return spec
 
 
 def probe_batch_spec(frames: int, size: int, num_targets: int, batch_size: int, classes: bool = False) -> dict:
@@ -315,7 +331,7 @@ def host_share(sources, seed: int, *, weights: Sequence[float] | None = None, ta
 
 
 def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, weights: Sequence[float] | None = None,
-                       load=None, process_index: int | None = None, process_count: int | None = None,
+                       load=None, labels=None, process_index: int | None = None, process_count: int | None = None,
                        num_threads: int = 2, prefetch: int = 4) -> grain.IterDataset:
     """Infinite stream of host-local batches {"video": uint8 [b, T, H, W, C], "masks": (...), ...} for this process.
 
@@ -326,11 +342,13 @@ def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, we
       seed: shuffling, mixing, augmentation and mask seed.
       load: optional grain random-map callable (element, rng) -> {"video": ..., ...} that turns source elements
         into clips (e.g. LoadVideoClip); by default elements already hold "video".
+      labels: optional map element -> {"video", ...labels} (e.g. WorldLabels) for sources whose elements hold
+        "video"; by default only "video" is kept.
     """
     process_index = jax.process_index() if process_index is None else process_index
     dataset = host_share(sources, seed, weights=weights, tag=load is not None, process_index=process_index,
                          process_count=process_count)
-    dataset = dataset.map(_video_only) if load is None else dataset.random_map(load)
+    dataset = dataset.map(labels or _video_only) if load is None else dataset.random_map(load)
     dataset = dataset.batch(local_batch_size, drop_remainder=True)
     dataset = dataset.random_map(SampleMasks(maskers, stream=process_index))
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
@@ -342,7 +360,10 @@ def train_dataset(config, maskers, local_batch_size: int) -> grain.IterDataset:
     data = config.data
     common = dict(seed=config.seed, num_threads=data.num_threads, prefetch=data.prefetch)
     if data.source == "balls":
-        return make_train_dataset(world_source(config, seed=config.seed), maskers, local_batch_size, **common)
+        world = world_source(config, seed=config.seed)
+        labels = (WorldLabels(world.config.num_frames, world.config.size, world.config.max_speed)
+                  if config.monitor.online_probe else None)
+        return make_train_dataset(world, maskers, local_batch_size, labels=labels, **common)
     v = data.video
     if data.source == "packed":
         source = packed.PackedClipSource(data.packed_dir)

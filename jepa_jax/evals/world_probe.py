@@ -35,10 +35,8 @@ def probe_clips(config) -> dict:
 def pool_tokens(tokens: np.ndarray, grid: tuple[int, int, int]) -> dict:
     """tokens [M, N, D] in time-major order -> {"time": [M, T' D], "quad": [M, T' 4 D]}."""
     m, _, d = tokens.shape
-    t, h, w = grid
-    x = tokens.reshape(m, t, h, w, d)
-    quads = x.reshape(m, t, 2, h // 2, 2, w // 2, d).mean(axis=(3, 5))
-    return {"time": x.mean(axis=(2, 3)).reshape(m, -1), "quad": quads.reshape(m, -1)}
+    x = tokens.reshape((m,) + tuple(grid) + (d,))
+    return {"time": x.mean(axis=(2, 3)).reshape(m, -1), "quad": vit.pool_quadrants(tokens, grid)}
 
 
 def pixel_tokens(video: np.ndarray, patch_size: int, tubelet_size: int) -> np.ndarray:

@@ -237,6 +237,15 @@ def token_grid(video_shape, patch_size: int, tubelet_size: int) -> tuple[int, in
     return frames // tubelet_size, height // patch_size, width // patch_size
 
 
+def pool_quadrants(tokens, grid: tuple[int, int, int]):
+    """tokens [B, N, D] in time-major order -> [B, T' 4 D]: each time slice's tokens averaged over its 2 x 2
+    spatial quadrants (numpy or jax arrays)."""
+    b, _, d = tokens.shape
+    t, h, w = grid
+    quads = tokens.reshape(b, t, 2, h // 2, 2, w // 2, d).mean(axis=(3, 5))
+    return quads.reshape(b, -1)
+
+
 def patchify(video, patch_size: int, tubelet_size: int):
     """video [B, T, H, W, C] -> tubelets [B, N, t * p * p * C], time-major token order (PatchEmbed's), each tubelet
     flattened in (t, p, p, C) order."""

@@ -41,7 +41,7 @@ class Run:
 
 
 TRAINING_CURVES = ("loss", "prediction_loss", "teacher_forcing_loss", "rollout_loss", "proprio_loss", "sigreg",
-                   "best_probe_loss", "mean_probe_loss", "best_probe_accuracy",
+                   "best_probe_loss", "mean_probe_loss", "best_probe_accuracy", "online_probe_r2",
                    "target_spread", "target_effective_rank", "prediction_cosine", "lr", "mfu")
 
 
@@ -85,7 +85,8 @@ def batch_spec(config, maskers, batch_size: int) -> dict:
         return pipeline.probe_batch_spec(frames * config.attentive.segments, size,
                                          config_lib.probe_num_targets(config), batch_size,
                                          classes=config_lib.probe_classes(config) > 0)
-    return pipeline.batch_spec(frames, size, maskers, batch_size)
+    labels = config_lib.online_probe_shape(config)
+    return pipeline.batch_spec(frames, size, maskers, batch_size, labels=labels[1] if labels else 0)
 
 
 def check_trajectories(config) -> None:
@@ -126,7 +127,8 @@ def train_state_init_fn(run: Run):
     members = len(config_lib.probe_members(config)) if config.objective == "probe" else 0
     return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer, video,
                                               config_lib.predictor_inputs(config), use_ema=config.objective == "ema",
-                                              stacked=config.model.scan_layers, members=members)
+                                              stacked=config.model.scan_layers, members=members,
+                                              online_probe=config_lib.online_probe_shape(config))
 
 
 ENCODER_FIELDS = ("size", "custom", "patch_size", "tubelet_size", "pos_embedding", "rope_pairing")
@@ -163,7 +165,8 @@ def make_optimizer(config):
     encoder world model left alone)."""
     if config.objective == "probe":
         return optim.probe_optimizer(config_lib.probe_members(config), config.train.steps)
-    return optim.make_optimizer(config.optim, config.train.steps, frozen_groups(config))
+    return optim.make_optimizer(config.optim, config.train.steps, frozen_groups(config),
+                                online_probe=bool(config.monitor.online_probe))
 
 
 def frozen_groups(config) -> tuple[str, ...]:

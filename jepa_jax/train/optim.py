@@ -55,22 +55,32 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def make_optimizer(optim, total_steps: int, frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
+ONLINE_PROBE_LR = 1e-3  # Adam's, for the online probe (config.monitor.online_probe)
+
+
+def make_optimizer(optim, total_steps: int, frozen: tuple[str, ...] = (),
+                   online_probe: bool = False) -> optax.GradientTransformation:
     """AdamW from config.optim with its schedules injected as hyper-parameters (readable from the state).
 
     `frozen` names top-level parameter groups (e.g. "encoder") that never change: their updates are zero and
-    they hold no optimizer state.
+    they hold no optimizer state. online_probe: params["online_probe"] gets its own Adam (ONLINE_PROBE_LR), so
+    neither AdamW's schedules nor its gradient clipping see it.
     """
     adamw = _adamw(optim, total_steps)
-    return with_frozen_groups(adamw, frozen) if frozen else adamw
+    if not frozen and not online_probe:
+        return adamw
+    return with_frozen_groups(adamw, frozen, own={"online_probe": optax.adam(ONLINE_PROBE_LR)} if online_probe
+                              else None)
 
 
-def with_frozen_groups(trained: optax.GradientTransformation, frozen) -> optax.GradientTransformation:
+def with_frozen_groups(trained: optax.GradientTransformation, frozen,
+                       own: dict | None = None) -> optax.GradientTransformation:
     """`trained` on every top-level parameter group but those named in `frozen`, whose updates are zero and which
-    hold no optimizer state."""
-    labels = lambda params: {group: jax.tree.map(lambda _: "frozen" if group in frozen else "trained", tree)
-                             for group, tree in params.items()}
-    return optax.multi_transform({"trained": trained, "frozen": optax.set_to_zero()}, labels)
+    hold no optimizer state, and those in `own` ({group: its own transformation})."""
+    own = own or {}
+    label = lambda group: "frozen" if group in frozen else group if group in own else "trained"
+    labels = lambda params: {group: jax.tree.map(lambda _: label(group), tree) for group, tree in params.items()}
+    return optax.multi_transform({"trained": trained, "frozen": optax.set_to_zero(), **own}, labels)
 
 
 def _adamw(optim, total_steps: int) -> optax.GradientTransformation:

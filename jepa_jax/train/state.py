@@ -13,7 +13,8 @@ from jepa_jax.models import stacking
 
 @flax.struct.dataclass
 class TrainState:
-    """step: int32 scalar; params: {'encoder', 'predictor'}; ema_params: target-encoder params (EMA objective)
+    """step: int32 scalar; params: {'encoder', 'predictor'[, 'online_probe']} (a probe run: {'encoder', 'probe'});
+    ema_params: target-encoder params (EMA objective)
     or None; opt_state: optax state; rng: PRNG key for per-step randomness (e.g. SIGReg directions)."""
     step: jax.Array
     params: Any
@@ -31,7 +32,7 @@ def replicate(boxed_params, members: int):
 
 
 def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor_inputs, use_ema: bool,
-                     stacked: bool = False, members: int = 0):
+                     stacked: bool = False, members: int = 0, online_probe: tuple[int, int] | None = None):
     """Initialise a TrainState (params keep their logical-partitioning boxes; see parallel.init_sharded).
 
     Args:
@@ -44,6 +45,8 @@ def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor
       stacked: hold the transformer blocks stacked (models/stacking.py; config.model.scan_layers).
       members: > 0 for a probe grid: the predictor is a probe head, held as params["probe"] with `members` copies
         of its initial weights (state.replicate).
+      online_probe: (inputs, outputs) of the online probe, a zero-initialised linear map params["online_probe"]
+        ({"kernel", "bias"}; config.online_probe_shape), or None.
     """
     enc_key, pred_key, state_key = jax.random.split(rng, 3)
     encoder_params = encoder.init(enc_key, sample_video)["params"]
@@ -52,6 +55,9 @@ def init_train_state(rng, encoder, predictor, optimizer, sample_video, predictor
         params = {"encoder": encoder_params, "probe": replicate(predictor_params, members)}
     else:
         params = {"encoder": encoder_params, "predictor": predictor_params}
+    if online_probe:
+        zeros = lambda *shape: nn.Partitioned(jnp.zeros(shape, jnp.float32), (None,) * len(shape))
+        params["online_probe"] = {"kernel": zeros(*online_probe), "bias": zeros(online_probe[1])}
     if stacked:
         params = stacking.stack(params)
         encoder_params = params["encoder"]

@@ -50,6 +50,17 @@ def maybe_monitors(monitor, *inputs) -> dict:
     return jax.lax.cond(monitor, collapse_monitors, skipped, *inputs)
 
 
+def online_probe_metrics(probe, targets, labels, grid: tuple[int, int, int]) -> dict:
+    """The online probe (config.monitor.online_probe): a linear map of the normalised target features [B, N, D],
+    each time slice pooled into 2 x 2 quadrants, to the batch's labels [B, K]. Returns "online_probe_loss" (mean
+    squared error; targets carry no gradient, so only the probe learns from it) and "online_probe_r2" (R^2 over
+    this batch, which the probe has not been trained on yet)."""
+    predicted = vit.pool_quadrants(targets, grid) @ probe["kernel"] + probe["bias"]
+    error = jnp.square(predicted - labels).mean(0)
+    return {"online_probe_loss": error.mean(),
+            "online_probe_r2": 1.0 - (error / jnp.maximum(labels.var(0), 1e-12)).mean()}
+
+
 def jepa_loss(params, batch, key, *, encoder, predictor, grid: tuple[int, int, int], mask_names: Sequence[str],
               target_params=None, loss_kind: str = "l1", sigreg=None, pixels: bool = False, monitor=True):
     """The JEPA objective (or its pixel-reconstruction baseline): (loss, metrics) of one batch.
@@ -91,6 +102,9 @@ def jepa_loss(params, batch, key, *, encoder, predictor, grid: tuple[int, int, i
         metrics[f"loss_{mask_names[mask_index]}"] = losses[-1]
     loss = sum(losses) / len(losses)
     metrics["prediction_loss"] = loss
+    if "online_probe" in params:
+        metrics.update(online_probe_metrics(params["online_probe"], targets, batch["probe_targets"], grid))
+        loss = loss + metrics["online_probe_loss"]
     if pixels:  # the representation to watch for collapse: the context encoder's (first mask config)
         features = contexts[0].reshape(video.shape[0], -1, contexts[0].shape[-1])
         targets = objectives.normalize_targets(features)
