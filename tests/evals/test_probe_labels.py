@@ -79,6 +79,18 @@ def test_labelled_clips_carry_the_label_of_the_file_actually_read(tmp_path):
             assert out["targets"] == source[index]["label"] and out["bad_files"].sum() == 0
 
 
+def test_eval_views_sample_segments_and_views_and_flag_unusable_files(tmp_path):
+    good = write_video(tmp_path / "a.mp4", num_frames=40, fps=25.0, width=64, height=48)
+    broken = truncate_file(good, tmp_path / "broken.mp4")
+    views = pipeline.EvalViews(4, 32, frame_step=2, target_fps=None, segments=2, views=3)
+    out = views({"path": good, "label": 2, "index": 0})
+    assert out["video"].shape == (3, 8, 32, 32, 3) and out["targets"] == 2 and out["bad"] == ""
+    clips, _ = video.load_clip(good, 4, None, frame_step=2, num_clips=2, allow_clip_overlap=True)
+    np.testing.assert_array_equal(out["video"], transforms.spatial_views(clips.reshape((8,) + clips.shape[2:]), 32, 3))
+    bad = views({"path": broken, "label": 1, "index": 1})
+    assert bad["video"] is None and bad["bad"] in video.REASONS and bad["targets"] == 1
+
+
 def labels_config(smoke_config, train: str, val: str, **attentive):
     config = copy.deepcopy(smoke_config)
     config.objective, config.data.source = "probe", "video"
