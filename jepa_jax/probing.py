@@ -64,6 +64,11 @@ def probe_run(config, workdir: str) -> dict:
     """Train the probe run `config` in `workdir` (resuming a run left there), then score it
     (evals.probe.probe_run_scores: probe.json, probe.md); a finished, scored run is read back instead. Returns the
     scores, or {"preempted_at": step} when the run was stopped early (run it again to resume)."""
+    stored = os.path.join(workdir, "config.json")
+    if os.path.isfile(stored) and config_lib.load_run(workdir).to_dict() != config_lib.from_dict(
+            config.to_dict()).to_dict():
+        raise ValueError(f"{workdir} holds a probe run with other settings ({stored}): remove it or give another "
+                         f"directory")
     scored = os.path.join(workdir, "probe.json")
     if sweep.is_finished(workdir) and os.path.isfile(scored):
         with open(scored, encoding="utf-8") as f:

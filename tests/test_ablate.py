@@ -35,3 +35,5 @@ def test_ablation_trains_probes_and_tabulates_every_arm(smoke_config, tmp_path):
     before = os.path.getmtime(tmp_path / "ema" / "summary.json")
     assert ablate.jepa_vs_pixels(smoke_config, str(tmp_path), tasks=("position", "count"), probe_steps=2) == rows
     assert os.path.getmtime(tmp_path / "ema" / "summary.json") == before  # finished runs are not trained again
+    with pytest.raises(ValueError, match=r"probes/ema_position holds a probe run with other settings"):
+        ablate.jepa_vs_pixels(smoke_config, str(tmp_path), tasks=("position",), probe_steps=3)
