@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 
 from jepa_jax import config as config_lib, export, native
-from jepa_jax.data import pipeline, sources, transforms, video as video_lib
+from jepa_jax.data import pipeline
 from jepa_jax.models import vit
 
 POOLINGS = ("mean", "tokens")
@@ -105,13 +105,6 @@ def load(path: str, *, step: int | None = None, encoder: str = "auto") -> Pretra
                            group, weights.step)
 
 
-def _eval_clip(path: str, config, frames: int, crop: int) -> np.ndarray:
-    """The centred evaluation clip of a video (or a still image as a clip): uint8 [frames, crop, crop, 3]."""
-    v = config.data.video
-    clip = pipeline.read_clip(path, frames, None, frame_step=v.frame_step or None, target_fps=v.fps or None)
-    return transforms.eval_transform(clip, crop)
-
-
 def _write_features(out: str, features: np.ndarray, labels: np.ndarray, info: dict) -> list[str]:
     if out.endswith(".npy"):
         np.save(out, features)
@@ -128,8 +121,9 @@ def extract(model_path: str, manifest: str, out: str, *, pool: str = "mean", bat
             step: int | None = None, encoder: str = "auto") -> dict:
     """`jepa-jax extract`: features of every clip of a manifest, written to `out` (.npy or .safetensors).
 
-    Each video gives its centred evaluation clip at the model's clip length, frame rate and crop. pool "mean":
-    [M, D] (tokens averaged); "tokens": [M, N, D]. Unreadable videos are skipped and listed (with the reason).
+    Each video gives its centred evaluation clip (pipeline.EvalViews) at the model's clip length, frame rate and
+    crop. pool "mean": [M, D] (tokens averaged); "tokens": [M, N, D]. Unreadable videos are skipped and listed (with
+    the reason).
     Returns a summary: clips, skipped, shape, seconds, files.
     """
     if pool not in POOLINGS:
@@ -138,33 +132,19 @@ def extract(model_path: str, manifest: str, out: str, *, pool: str = "mean", bat
         raise ValueError(f"--out {out!r}: give a .npy or .safetensors file name")
     model = load(model_path, step=step, encoder=encoder)
     frames, crop = config_lib.clip_shape(model.config)
-    entries = sources.read_manifest(manifest)
-    start, kept, skipped, batch, outputs = time.time(), [], [], [], []
-
-    def flush():
-        clips = np.stack(batch + [batch[-1]] * (batch_size - len(batch)))  # pad: one compiled shape
-        tokens = np.asarray(model.features(clips))[:len(batch)]
+    v = model.config.data.video
+    views = pipeline.EvalViews(frames, crop, frame_step=v.frame_step or None, target_fps=v.fps or None)
+    start, kept, skipped, outputs = time.time(), [], [], []
+    for clips, examples in tqdm.tqdm(pipeline.eval_batches(manifest, views, batch_size, skipped), desc="extract",
+                                     unit="batch"):
+        tokens = np.asarray(model.features(clips[:, 0]))[:len(examples)]  # one view: [B, 1, T, C, C, 3]
         outputs.append(tokens.mean(axis=1) if pool == "mean" else tokens)
-        batch.clear()
-
-    progress = tqdm.tqdm(entries, desc="extract", unit="clip")
-    for entry in progress:
-        try:
-            batch.append(_eval_clip(entry.path, model.config, frames, crop))
-        except video_lib.VideoError as err:
-            skipped.append({"path": entry.path, "reason": err.reason})
-            progress.set_postfix(skipped=len(skipped))
-            continue
-        kept.append(entry)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+        kept.extend(examples)
     if not kept:
-        raise ValueError(f"{manifest}: none of its {len(entries)} files could be read (e.g. {skipped[:3]})")
+        raise ValueError(f"{manifest}: none of its {len(skipped)} files could be read (e.g. {skipped[:3]})")
     features = np.concatenate(outputs)
     info = {"model": os.path.abspath(model_path), "encoder": model.encoder_group, "pool": pool,
-            "clip": [frames, crop], "paths": [e.path for e in kept], "skipped": skipped}
-    files = _write_features(out, features, np.asarray([e.label for e in kept], np.int64), info)
+            "clip": [frames, crop], "paths": [e["path"] for e in kept], "skipped": skipped}
+    files = _write_features(out, features, np.asarray([e["targets"] for e in kept], np.int64), info)
     return {"clips": len(kept), "skipped": len(skipped), "shape": list(features.shape),
             "seconds": round(time.time() - start, 2), "files": files}

@@ -12,7 +12,7 @@ loop totals on the host (they never go to the device).
 
 import logging
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import grain
 import jax
@@ -215,10 +215,10 @@ class LoadVideoClip:
 
 
 class EvalViews:
-    """Map for evaluation: a manifest entry {"path", "label", "index"} -> {"video": uint8 [V, S T, C, C, 3] (S
-    segments with the official evaluation sampling, centred and overlapping, concatenated in time; V spatial views,
-    transforms.spatial_views), "targets": int32 label, "bad": ""}, or for an unusable file {"video": None,
-    "targets": label, "bad": the reason} (evaluation skips and counts it instead of reading another entry)."""
+    """Map for evaluation: a manifest entry {"path", "label", "index"} -> {"path", "video": uint8 [V, S T, C, C, 3]
+    (S segments with the official evaluation sampling, centred and overlapping, concatenated in time; V spatial
+    views, transforms.spatial_views), "targets": int32 label, "bad": ""}, or for an unusable file {"path", "video":
+    None, "targets": label, "bad": the reason} (evaluation skips and counts it instead of reading another entry)."""
 
     def __init__(self, frames_per_clip: int, crop_size: int, *, frame_step: int | None, target_fps: float | None,
                  segments: int = 1, views: int = 1):
@@ -232,8 +232,29 @@ class EvalViews:
                              target_fps=self.target_fps, segments=self.segments, allow_clip_overlap=True)
         except video.VideoError as err:
             BAD_FILES.record(err)
-            return {"video": None, "targets": label, "bad": err.reason}
-        return {"video": transforms.spatial_views(clip, self.crop_size, self.views), "targets": label, "bad": ""}
+            return {"path": element["path"], "video": None, "targets": label, "bad": err.reason}
+        return {"path": element["path"], "video": transforms.spatial_views(clip, self.crop_size, self.views),
+                "targets": label, "bad": ""}
+
+
+def eval_batches(manifest: str, views: EvalViews, batch_size: int, skipped: list, *, num_threads: int = 2,
+                 prefetch: int = 4) -> Iterator[tuple[np.ndarray, list[dict]]]:
+    """Every usable entry of `manifest` once, in order, through `views`, in batches: (uint8 [batch_size, V, S T, C,
+    C, 3], padded by repeating the last clip so that one compiled shape serves all batches; the batch's examples,
+    without padding). Unusable files are appended to `skipped` as {"path", "reason"}."""
+    examples = grain.MapDataset.source(sources_lib.ManifestSource(manifest)).map(views).to_iter_dataset(
+        grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+    batch = []
+    for example in examples:
+        if example["bad"]:
+            skipped.append({"path": example["path"], "reason": example["bad"]})
+            continue
+        batch.append(example)
+        if len(batch) == batch_size:
+            yield np.stack([e["video"] for e in batch]), batch
+            batch = []
+    if batch:
+        yield np.stack([e["video"] for e in batch + batch[-1:] * (batch_size - len(batch))]), batch
 
 
 def video_sources(manifests: Sequence[str]) -> list[sources_lib.ManifestSource]:

@@ -13,16 +13,15 @@ Writes probe.json and probe.md next to the run.
 """
 
 import functools
-import itertools
 import json
 import os
 
-import grain
 import jax
 import numpy as np
+import tqdm
 
 from jepa_jax import checkpoint, config as config_lib
-from jepa_jax.data import pipeline, sources
+from jepa_jax.data import pipeline
 from jepa_jax.evals import ridge, world_probe
 from jepa_jax.models import probe as probe_lib
 
@@ -100,30 +99,22 @@ def labelled_scores(config, params) -> dict:
     a, v = config.attentive, config.data.video
     views = pipeline.EvalViews(v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
                                target_fps=v.fps or None, segments=a.segments, views=a.views)
-    examples = grain.MapDataset.source(sources.ManifestSource(a.val_manifest)).map(views).to_iter_dataset(
-        grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch))
     read, predict = _token_reader(config), _member_outputs(config_lib.build_predictor(config))
-    unusable = []
-
-    def usable():
-        for example in examples:
-            if example["bad"]:
-                unusable.append(example["bad"])
-            else:
-                yield example
-
-    probabilities, labels, stream = [], [], usable()
-    while chunk := list(itertools.islice(stream, max(1, config.probe.batch_size // a.views))):
-        video = np.concatenate([e["video"] for e in chunk])  # [E V, S T, C, C, 3]
-        logits = np.asarray(predict(params["probe"], read(params["encoder"], video)))  # [G, E V, K]
-        probabilities.append(view_averaged_probabilities(logits.reshape((len(logits), len(chunk), a.views, -1))))
-        labels.extend(e["targets"] for e in chunk)
-    bad = len(unusable)
+    batches = pipeline.eval_batches(a.val_manifest, views, max(1, config.probe.batch_size // a.views), skipped := [],
+                                    num_threads=config.data.num_threads, prefetch=config.data.prefetch)
+    probabilities, labels = [], []
+    for video, examples in tqdm.tqdm(batches, desc="probe eval", unit="batch"):  # video [E, V, S T, C, C, 3]
+        clips = video.reshape((-1,) + video.shape[2:])
+        logits = np.asarray(predict(params["probe"], read(params["encoder"], clips)))  # [G, E V, K]
+        logits = logits.reshape((len(logits), len(video), a.views, -1))[:, :len(examples)]
+        probabilities.append(view_averaged_probabilities(logits))
+        labels.extend(e["targets"] for e in examples)
     if not labels:
-        raise RuntimeError(f"no clip of {a.val_manifest!r} could be read ({bad} unusable files): see the logged paths")
+        raise RuntimeError(f"no clip of {a.val_manifest!r} could be read ({len(skipped)} unusable files, e.g. "
+                           f"{skipped[:3]})")
     labels = np.asarray(labels)
     return {"members": _score_members(config, np.concatenate(probabilities, axis=1), labels), "ridge_quad": None,
-            "num_test": len(labels), "chance": _chance(labels), "bad_files": bad}
+            "num_test": len(labels), "chance": _chance(labels), "bad_files": len(skipped)}
 
 
 def _chance(labels: np.ndarray) -> float:

@@ -91,6 +91,24 @@ def test_eval_views_sample_segments_and_views_and_flag_unusable_files(tmp_path):
     assert bad["video"] is None and bad["bad"] in video.REASONS and bad["targets"] == 1
 
 
+def test_eval_batches_keep_order_skip_unusable_files_and_pad_the_last_batch(tmp_path):
+    good = [write_video(tmp_path / f"c{i}.mp4", num_frames=20 + 4 * i, fps=25.0, width=48, height=40)
+            for i in range(5)]
+    broken = truncate_file(good[0], tmp_path / "broken.mp4")
+    manifest = tmp_path / "val.csv"
+    manifest.write_text(f"{good[0]} 0\n{broken} 3\n{good[1]} 1\n{good[2]} 2\n{good[3]} 1\n{good[4]} 0\n")
+    views = pipeline.EvalViews(4, 32, frame_step=2, target_fps=None, segments=1, views=2)
+    skipped = []
+    batches = list(pipeline.eval_batches(str(manifest), views, 3, skipped))
+    assert [[e["path"] for e in examples] for _, examples in batches] == [good[:3], good[3:]]
+    assert [int(e["targets"]) for _, examples in batches for e in examples] == [0, 1, 2, 1, 0]
+    assert skipped == [{"path": broken, "reason": skipped[0]["reason"]}] and skipped[0]["reason"] in video.REASONS
+    for clips, examples in batches:  # one shape; the last batch repeats its last clip
+        assert clips.shape == (3, 2, 4, 32, 32, 3)
+        for clip, example in zip(clips, examples + examples[-1:] * (3 - len(examples))):
+            np.testing.assert_array_equal(clip, views({"path": example["path"], "label": 0, "index": 0})["video"])
+
+
 def labels_config(smoke_config, train: str, val: str, **attentive):
     config = copy.deepcopy(smoke_config)
     config.objective, config.data.source = "probe", "video"
