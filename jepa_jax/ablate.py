@@ -17,16 +17,17 @@ import os
 import jax
 
 from jepa_jax import config as config_lib, probing, sweep
+from jepa_jax.data import pipeline
 from jepa_jax.train import loop
 
 PRETRAINED = ("ema", "sigreg", "pixels")  # objectives trained under one budget
 RANDOM_INIT = "random_init"
-TASKS = ("position", "velocity", "ahead")
+TASKS = ("motion",)  # position, velocity and ahead, one probe per encoder (data.pipeline.ProbeTargets)
 
 
 def pretrain(config, objective: str, workdir: str) -> dict:
     """Train config with `objective` in `workdir` unless it finished there; returns its summary."""
-    if sweep.is_finished(workdir):
+    if loop.is_finished(workdir):
         with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
             return json.load(f)
     run_config = copy.deepcopy(config)
@@ -39,24 +40,16 @@ def pretrain(config, objective: str, workdir: str) -> dict:
     return summary
 
 
-def probe_settings(config, steps: int):
-    """The probe runs' config: config's attentive-probe protocol on the built-in world for `steps` steps."""
-    base = copy.deepcopy(config)
-    base.train.steps = steps
-    base.data.source = "balls"
-    base.probe.at_fractions = (1.0,)
-    return base
-
-
 def jepa_vs_pixels(config, workdir: str, *, tasks=TASKS, probe_steps: int = 100) -> list[dict]:
     """Pretrain PRETRAINED under config's budget, probe them and the random-init floor on `tasks`; one row per
-    encoder {"run", "encoder", "pretrain_flops", "pretrain_wall_s", TASK: the best probe member's held-out score (R^2, or top-1
-    for classification tasks)}, also written to results.csv / .md / .png in `workdir`."""
+    encoder {"run", "encoder", "pretrain_flops", "pretrain_wall_s", TASK: the best probe member's held-out score
+    (R^2, or top-1 for classification tasks; "motion" gives one per task it scores)}, also written to
+    results.csv / .md / .png in `workdir`."""
     config_lib.validate(config)
     if config.data.source != "balls":
         raise ValueError(f"ablate jepa-vs-pixels probes the built-in world's tasks: train on it too "
                          f"(config.data.source={config.data.source!r}; set --config.data.source=balls)")
-    base = probe_settings(config, probe_steps)
+    base = probing.builtin_protocol(config, probe_steps)
     rows = []
     for name in PRETRAINED + (RANDOM_INIT,):
         row = {"run": name, "encoder": name.replace("_", " "), "pretrain_flops": 0.0, "pretrain_wall_s": 0.0}
@@ -67,15 +60,10 @@ def jepa_vs_pixels(config, workdir: str, *, tasks=TASKS, probe_steps: int = 100)
                                           * jax.device_count())
             row["pretrain_wall_s"] = float(summary["wall_s"])
         for task in tasks:
-            probe_dir = os.path.join(workdir, "probes", f"{name}_{task}")
-            if name == RANDOM_INIT:
-                probe_config = copy.deepcopy(base)
-                probe_config.objective, probe_config.attentive.task = "probe", task
-                probe_config.attentive.encoder_from = ""
-            else:
-                probe_config = probing.probe_config(model, f"{probing.BUILTIN_PREFIX}{task}", base=base)
-            scores = probing.probe_run(probe_config, probe_dir)
-            row[task] = float(scores["best"][scores["metric"]])
+            probe_config = probing.builtin_probe_config(base, task, "" if name == RANDOM_INIT else model)
+            scores = probing.probe_run(probe_config, os.path.join(workdir, "probes", f"{name}_{task}"))
+            row.update({scored: float(score["score"]) for scored, score in scores["tasks"].items()})
         rows.append(row)
-    sweep.write_results(rows, tuple(tasks) + ("pretrain_flops", "pretrain_wall_s"), workdir)
+    columns = tuple(scored for task in tasks for scored in pipeline.scored_tasks(task))
+    sweep.write_results(rows, columns + ("pretrain_flops", "pretrain_wall_s"), workdir)
     return rows

@@ -1,8 +1,8 @@
 """The `jepa-jax` command: each verb is a thin wrapper over a library function users can call too.
 
-  train          jepa_jax.train.loop.train(config, workdir), then jepa_jax.evals.report.world_report(...);
+  train          jepa_jax.train.loop.train(config, workdir), then jepa_jax.probing.run_report(...);
                  --rerun DIR takes the config from a run's config.json, --dry_run runs loop.dry_run(config)
-  report         jepa_jax.evals.report.world_report(...) on the checkpoints of an existing run
+  report         jepa_jax.probing.run_report(...) on an existing run
   sweep          jepa_jax.sweep.run_sweep(...)
   data inspect   jepa_jax.data.inspect.inspect_manifest(...)
   data pack      jepa_jax.data.packed.pack_manifest(...)
@@ -82,8 +82,8 @@ _DATA = flags.DEFINE_string("data", None, "A manifest (CSV, JSONL, folder, glob 
 _VAL = flags.DEFINE_string("val", None, "The held-out labelled manifest to score on (with a manifest --data).")
 _PROBE_FROM = flags.DEFINE_string("probe_from", None, "Score a released probe (official AttentiveClassifier .pt or "
                                   ".safetensors) on --val instead of training one.")
-_TASKS = flags.DEFINE_list("tasks", ["position", "velocity", "ahead"], "Built-in probe tasks (position, velocity, "
-                           "ahead, count, collision).")
+_TASKS = flags.DEFINE_list("tasks", ["motion"], "Built-in probe tasks: position, velocity, ahead, count, collision, "
+                           "or motion (position, velocity and ahead in one probe, scored per task).")
 _PROBE_STEPS = flags.DEFINE_integer("probe_steps", 100, "Training steps of each attentive probe.")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
@@ -118,9 +118,10 @@ def _run_config():
 
 
 def _print_report(config, workdir) -> None:
-    """Probes the checkpoints in `workdir` and prints report.md."""
-    from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
-    result = report.world_report(config, workdir)
+    """Probes the run in `workdir` (attentive probes on its final encoder, ridge probes on its checkpoints) and
+    prints report.md."""
+    from jepa_jax import probing  # pylint: disable=g-import-not-at-top
+    result = probing.run_report(config, workdir)
     with open(result["paths"]["report.md"], encoding="utf-8") as f:
         print(f.read())
 
@@ -279,7 +280,7 @@ VERBS = (
     Verb("train", "Train a model on a config and probe it (report.md); --rerun repeats a run, --dry_run sizes it.",
          (), ("--config FILE|--rerun DIR", "--workdir DIR"), ("config", "workdir", "rerun", "dry_run", *_MULTI_PROCESS),
          "jepa-jax train --config experiments/configs/tiny_world.py --workdir runs/tiny_world", _train),
-    Verb("report", "Probe the checkpoints of a built-in-world run again: report.md and report.png.", (),
+    Verb("report", "Probe a built-in-world run again (attentive + ridge probes): report.md and PNG plots.", (),
          ("--config FILE", "--workdir DIR"), ("config", "workdir", *_MULTI_PROCESS),
          "jepa-jax report --config experiments/configs/tiny_world.py --workdir runs/tiny_world", _report),
     Verb("sweep", "Train every unfinished run of a sweep (or print their commands); results.csv/.md/.png.",
@@ -335,8 +336,8 @@ VERBS = (
          _eval_probe,
          {"model": "The frozen encoder: a `jepa-jax train` run directory (optionally :STEP; its EMA target encoder "
                    "when it has one) or an export/import folder.",
-          "data": "builtin:TASK (position, velocity, ahead, count, collision: the built-in world) or a labelled "
-                  "training manifest ('PATH LABEL' lines, CSV/JSONL).",
+          "data": "builtin:TASK (position, velocity, ahead, motion, count, collision: the built-in world) or a "
+                  "labelled training manifest ('PATH LABEL' lines, CSV/JSONL).",
           "workdir": "The probe run's directory: checkpoints (rerun to resume), probe.json, probe.md, training.png.",
           "config": "Probe settings to start from (default: the schema's probe protocol with the model's data "
                     "settings), e.g. experiments/configs/tiny_world.py; then --config.attentive.X=..., "

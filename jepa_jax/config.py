@@ -193,6 +193,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          f"number of steps")
     if not all(0 < f <= 1 for f in config.probe.at_fractions):
         raise ValueError(f"config.probe.at_fractions={config.probe.at_fractions} must lie in (0, 1]")
+    if not isinstance(config.probe.attentive_steps, int) or config.probe.attentive_steps < 0:
+        raise ValueError(f"config.probe.attentive_steps={config.probe.attentive_steps!r} must be a number of steps "
+                         f"(0: the report has ridge probes only)")
 
 
 def _validate_probe(config) -> None:
@@ -269,8 +272,9 @@ def probe_classes(config) -> int:
 
 
 def probe_num_targets(config) -> int:
-    """Outputs of the probe: one logit per class, or x and y of every ball (the regression tasks)."""
-    return probe_classes(config) or 2 * config.data.world.num_balls
+    """Outputs of the probe: one logit per class, or x and y of every ball per scored regression task."""
+    tasks = pipeline.scored_tasks(config.attentive.task)
+    return probe_classes(config) or 2 * config.data.world.num_balls * len(tasks)
 
 
 def probe_token_grid(config) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ an interrupted evaluation resumes where it stopped when run again with the same 
 evals.probe.probe_run_scores.
 """
 
+import copy
 import json
 import os
 import re
@@ -21,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jepa_jax import config as config_lib, export, layouts, native, pretrained, recipes, sweep
+from jepa_jax import config as config_lib, export, layouts, native, pretrained, recipes
 from jepa_jax.data import sources
-from jepa_jax.evals import probe as probe_eval
+from jepa_jax.evals import probe as probe_eval, report
 from jepa_jax.train import loop
 
 BUILTIN_PREFIX = "builtin:"
@@ -60,17 +61,73 @@ def probe_config(model: str, data: str, val: str = "", base: ml_collections.Conf
     return config
 
 
+def builtin_protocol(config, steps: int) -> ml_collections.ConfigDict:
+    """config's attentive-probe protocol (config.attentive, probe, optim, data) for `steps` steps on the built-in
+    world: the base of builtin_probe_config."""
+    base = copy.deepcopy(config)
+    base.train.steps = steps
+    base.data.source = "balls"
+    base.probe.at_fractions = (1.0,)
+    return base
+
+
+def builtin_probe_config(base, task: str, model: str = "", features: str = "encoder"):
+    """The probe run's config for the built-in `task` with base's protocol (builtin_protocol): on the frozen encoder
+    of `model` (probe_config), or with model "" on base.model at random init (features "encoder") or on the raw
+    pixels of each tubelet (features "pixels")."""
+    if model:
+        return probe_config(model, BUILTIN_PREFIX + task, base=base)
+    config = copy.deepcopy(base)
+    config.objective, config.attentive.task = "probe", task
+    config.attentive.update(encoder_from="", features=features)
+    config_lib.validate(config)
+    return config
+
+
+# (row name, probes the run's own final encoder, tokens read): the rows of the report's attentive table.
+REPORT_ENCODERS = (("trained", True, "encoder"), ("random init", False, "encoder"), ("raw pixels", False, "pixels"))
+
+
+def attentive_rows(config, workdir: str) -> list[dict]:
+    """Attentive probes on task "motion" (config.attentive's protocol, config.probe.attentive_steps steps) of the
+    final encoder of the run `config` in `workdir`, the same encoder at random init and raw pixels, each trained in
+    {workdir}/probes/NAME: one row {"name", TASK: {"score", "lr", "weight_decay", "ridge_quad"}} per encoder."""
+    base = builtin_protocol(config, config.probe.attentive_steps)
+    rows = []
+    for name, own, features in REPORT_ENCODERS:
+        probe = builtin_probe_config(base, "motion", workdir if own else "", features)
+        rows.append({"name": name, **probe_run(probe, os.path.join(workdir, "probes", name.replace(" ", "_")))["tasks"]})
+    return rows
+
+
+def run_report(config, workdir: str) -> dict:
+    """The end-of-run report of the built-in-world run in `workdir` (evals.report.world_report), with the attentive
+    probes of attentive_rows unless config.probe.attentive_steps is 0."""
+    return report.world_report(config, workdir, attentive_rows(config, workdir) if config.probe.attentive_steps else ())
+
+
+# Fields that change how a run is carried out, not what it computes: a probe run left with other values resumes.
+HOUSEKEEPING = {"train": ("compilation_cache", "log_every", "checkpoint_every", "checkpoint_keep")}
+
+
+def _settings(config) -> dict:
+    """The resolved config as a dict, without the HOUSEKEEPING fields."""
+    fields = config_lib.from_dict(config.to_dict()).to_dict()
+    for section, names in HOUSEKEEPING.items():
+        fields[section] = {k: v for k, v in fields[section].items() if k not in names}
+    return fields
+
+
 def probe_run(config, workdir: str) -> dict:
     """Train the probe run `config` in `workdir` (resuming a run left there), then score it
     (evals.probe.probe_run_scores: probe.json, probe.md); a finished, scored run is read back instead. Returns the
     scores, or {"preempted_at": step} when the run was stopped early (run it again to resume)."""
     stored = os.path.join(workdir, "config.json")
-    if os.path.isfile(stored) and config_lib.load_run(workdir).to_dict() != config_lib.from_dict(
-            config.to_dict()).to_dict():
+    if os.path.isfile(stored) and _settings(config_lib.load_run(workdir)) != _settings(config):
         raise ValueError(f"{workdir} holds a probe run with other settings ({stored}): remove it or give another "
                          f"directory")
     scored = os.path.join(workdir, "probe.json")
-    if sweep.is_finished(workdir) and os.path.isfile(scored):
+    if loop.is_finished(workdir) and os.path.isfile(scored):
         with open(scored, encoding="utf-8") as f:
             return json.load(f)
     summary = loop.train(config, workdir)

@@ -86,15 +86,16 @@ def base_config() -> ml_collections.ConfigDict:
     # at random init (a floor). features="pixels" probes the normalised pixels of each tubelet instead of an
     # encoder's tokens (the raw-pixel baseline). num_heads must divide the token width. positions=True adds the
     # tokens' fixed 3D sin-cos positions before the probe (models/probe.py: a RoPE encoder's tokens and pixels carry
-    # no absolute position, which the position tasks need); False is the official probe. These defaults suit the tiny world on a CPU
-    # (one cross-attention block, 6 members); V-JEPA 2's protocol is V2_PROBE (depth 4, 20 members).
+    # no absolute position, which the position tasks need); False is the official probe. These defaults suit the
+    # tiny world on a CPU (one cross-attention block, 4 members; weight decay 0.1 scored as 0.01 there); V-JEPA 2's
+    # protocol is V2_PROBE (depth 4, 20 members).
     # Classification tasks: count (how many balls, 1..num_balls), collision (do two balls touch within `ahead`
     # frames after the clip) and labels: the classes of labelled manifests (data.source="video",
     # data.video.manifests to train on, val_manifest to score; num_classes; segments clips per video, their tokens
     # concatenated; views spatial crops per clip when scoring, softmax-averaged), V-JEPA's video classification.
     config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", positions=True,
                             flavour="vjepa2", depth=1, num_heads=16,
-                            learning_rates=(5e-3, 1e-3, 3e-4), weight_decays=(0.01, 0.1),
+                            learning_rates=(5e-3, 3e-3, 1e-3, 3e-4), weight_decays=(0.01,),
                             num_classes=0, val_manifest="", segments=1, views=1)
     config.loss = dict(kind="l1")
     config.ema = dict(start=0.996, end=1.0)
@@ -124,8 +125,12 @@ def base_config() -> ml_collections.ConfigDict:
     # never reaches the encoder or the predictor.
     config.monitor = dict(peak_flops=0.0, every=0, online_probe=False)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    # The end-of-run report of built-in-world runs (evals/report.py): ridge probes at the checkpoints of
+    # at_fractions of the run (num_train / num_test held-out clips of world seed `seed`), and attentive probes
+    # (config.attentive's protocol, task "motion", attentive_steps steps each; 0: none) on the final encoder, the
+    # same encoder at random init and raw pixels.
     config.probe = dict(report=True, num_train=1500, num_test=500, seed=1_000_003, batch_size=100,
-                        at_fractions=(0.1, 0.25, 0.5, 1.0))
+                        at_fractions=(0.1, 0.25, 0.5, 1.0), attentive_steps=300)
     return config
 
 

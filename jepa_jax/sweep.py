@@ -6,8 +6,8 @@ A sweep file defines `get_sweep()` returning a dict:
   fixed:   {"dotted.field": value} applied to every run;
   grid:    {"dotted.field": (values, ...)} -> the cartesian product, or
   runs:    [{"dotted.field": value, ...}, ...] -> one run each;
-  report:  metric names for the tables and plots (final training metrics, or probe scores such as
-           "velocity/time" from the run's report.json).
+  report:  metric names for the tables and plots (final training metrics, or probe scores from the run's
+           report.json such as "velocity/time" (ridge) or "attentive/velocity", see report_metrics).
 """
 
 import csv
@@ -17,7 +17,9 @@ import math
 import os
 import shlex
 
-from jepa_jax import config as config_lib
+from jepa_jax import config as config_lib, probing
+from jepa_jax.evals import report
+from jepa_jax.train import loop
 
 
 def load_sweep(path: str) -> dict:
@@ -65,17 +67,11 @@ def _flag_value(value) -> str:
     return str(tuple(value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def is_finished(workdir: str) -> bool:
-    return os.path.isfile(os.path.join(workdir, "summary.json"))
-
-
 def run_sweep(path: str, out_dir: str, print_commands: bool = False) -> list[dict]:
     """Run (or print the launch commands of) every unfinished run under out_dir/NAME, then collect the results.
 
     Returns the result rows (also written to results.csv, results.md and results.png in out_dir).
     """
-    from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
-    from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
     spec = load_sweep(path)
     runs = expand(spec, path)
     os.makedirs(out_dir, exist_ok=True)
@@ -84,14 +80,14 @@ def run_sweep(path: str, out_dir: str, print_commands: bool = False) -> list[dic
         if print_commands:
             print(launch_command(spec, run, workdir))
             continue
-        if is_finished(workdir):
+        if loop.is_finished(workdir):
             print(f"[{index + 1}/{len(runs)}] {run['name']}: finished, skipped")
             continue
         print(f"[{index + 1}/{len(runs)}] {run['name']}")
         config = run_config(spec, run["overrides"])
         summary = loop.train(config, workdir)
         if report.wanted_after_training(config, summary):
-            report.world_report(config, workdir)
+            probing.run_report(config, workdir)
         loop.save_summary(summary, workdir)
     if print_commands:
         return []
@@ -107,17 +103,28 @@ def collect(runs: list[dict], out_dir: str, metrics: tuple[str, ...]) -> list[di
     for run in runs:
         workdir = os.path.join(out_dir, run["name"])
         values = {}
-        if is_finished(workdir):
+        if loop.is_finished(workdir):
             with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
                 values.update(json.load(f))
             report_path = os.path.join(workdir, "report.json")
             if os.path.isfile(report_path):
                 with open(report_path, encoding="utf-8") as f:
-                    final = [r for r in json.load(f) if r["step"] is not None][-1]
-                values.update({k: v for k, v in final.items() if k not in ("name", "step")})
+                    values.update(report_metrics(json.load(f)))
         rows.append({"run": run["name"], **run["varied"],
                      **{m: float(values.get(m, math.nan)) for m in metrics}})
     return rows
+
+
+def report_metrics(stored) -> dict:
+    """A run's report.json as metrics: the ridge probes' of its last checkpoint ("position/time", ...) and the
+    attentive probes' of its trained encoder ("attentive/position", ...). A list is the ridge-only report of older
+    runs."""
+    ridge, attentive = (stored, []) if isinstance(stored, list) else (stored["ridge"], stored["attentive"])
+    final = [r for r in ridge if r["step"] is not None][-1]
+    metrics = {k: v for k, v in final.items() if k not in ("name", "step")}
+    for row in attentive[:1]:  # the trained encoder
+        metrics.update({f"attentive/{task}": score["score"] for task, score in row.items() if task != "name"})
+    return metrics
 
 
 def write_results(rows: list[dict], metrics: tuple[str, ...], out_dir: str) -> None:

@@ -156,7 +156,15 @@ def test_train_smoke_writes_config_metrics_tensorboard_checkpoints_and_report(tm
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["0", "2", "4"]
     report = (tmp_path / "report.md").read_text()
     assert "| random init |" in report and "| trained, step 4 |" in report and "| raw pixels |" in report
-    for png in ("report.png", "training.png"):
+    attentive = json.loads((tmp_path / "report.json").read_text())["attentive"]
+    assert [row["name"] for row in attentive] == ["trained", "random init", "raw pixels"]
+    for row, name in zip(attentive, ("trained", "random_init", "raw_pixels")):  # probe runs of the final encoder
+        probe = json.loads((tmp_path / "probes" / name / "probe.json").read_text())
+        assert probe["task"] == "motion" and probe["step"] == 2 and row["velocity"] == probe["tasks"]["velocity"]
+        assert f"| {row['name']} | {row['position']['score']:.3f} | {row['position']['ridge_quad']:.3f} |" in report
+    assert json.loads((tmp_path / "probes" / "trained" / "config.json").read_text())["attentive"][
+        "encoder_from"] == str(tmp_path)
+    for png in ("report.png", "report_attentive.png", "training.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["steps_per_s"] > 0 and summary["compile_s"] > 0

@@ -19,6 +19,17 @@ def write_sweep(tmp_path, body: str) -> str:
     return str(path)
 
 
+def test_report_metrics_take_the_last_checkpoints_ridge_and_the_trained_encoders_attentive_scores():
+    ridge = [{"name": "raw pixels", "step": None, "velocity/time": 0.1},
+             {"name": "trained, step 5", "step": 5, "velocity/time": 0.2},
+             {"name": "trained, step 9", "step": 9, "velocity/time": 0.3}]
+    attentive = [{"name": "trained", "velocity": {"score": 0.7, "ridge_quad": 0.4}},
+                 {"name": "random init", "velocity": {"score": 0.6, "ridge_quad": 0.2}}]
+    assert sweep.report_metrics(ridge) == {"velocity/time": 0.3}  # a report.json written before attentive probes
+    assert sweep.report_metrics({"ridge": ridge, "attentive": attentive}) == {"velocity/time": 0.3,
+                                                                              "attentive/velocity": 0.7}
+
+
 def test_grid_expands_to_the_product_with_stable_names(tmp_path):
     path = write_sweep(tmp_path, f"dict(config={SMOKE!r}, fixed={{'train.steps': 2}}, "
                                  "grid={'ema.start': (0.9, 0.99), 'optim.lr': (1e-4, 1e-3, 1e-2)})")

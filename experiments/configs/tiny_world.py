@@ -37,4 +37,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.probe.num_test = 24
         config.probe.batch_size = 24
         config.probe.at_fractions = (0.5, 1.0)
+        config.probe.attentive_steps = 2
     return config

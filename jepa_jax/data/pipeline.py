@@ -31,9 +31,22 @@ def world_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> BallsWorldS
     return BallsWorldSource(BallsWorldConfig(**config.data.world), num_clips=num_clips, seed=seed)
 
 
-REGRESSION_TASKS = ("position", "velocity", "ahead")
+MOTION_TASKS = ("position", "velocity", "ahead")  # "motion": the three in one probe, scored per task
+REGRESSION_TASKS = MOTION_TASKS + ("motion",)
 CLASSIFICATION_TASKS = ("count", "collision", "labels")
 PROBE_TASKS = REGRESSION_TASKS + CLASSIFICATION_TASKS
+
+
+def scored_tasks(task: str) -> tuple[str, ...]:
+    """The tasks a probe of `task` is scored on: MOTION_TASKS for "motion", else the task itself."""
+    return MOTION_TASKS if task == "motion" else (task,)
+
+
+def task_slices(task: str, num_targets: int) -> dict[str, slice]:
+    """{scored task: its slice of the probe's [num_targets] outputs} (ProbeTargets concatenates them in order)."""
+    names = scored_tasks(task)
+    width = num_targets // len(names)
+    return {name: slice(i * width, (i + 1) * width) for i, name in enumerate(names)}
 
 
 class ProbeTargets:
@@ -42,27 +55,31 @@ class ProbeTargets:
     Regression (float32 [2 N], the N balls ordered by their fixed colour, in standardised units):
       position:  where each ball is at the middle frame, (p - S/2) / (S/4);
       velocity:  its velocity at the middle frame, over the world's maximum initial speed;
-      ahead:     where it will be `ahead` frames after the clip's last frame (a prediction), as position.
+      ahead:     where it will be `ahead` frames after the clip's last frame (a prediction), as position;
+      motion:    position, velocity and ahead concatenated ([6 N]; one probe for the three, task_slices).
     Classification (an int32 class):
       count:     the number of balls minus one (the source varies it: `probe_source`);
       collision: 1 if two balls touch within `ahead` frames after the clip's last frame, else 0.
-    For "ahead" and "collision" the source holds `ahead` frames more than the clip (`probe_source`)."""
+    For "ahead", "motion" and "collision" the source holds `ahead` frames more than the clip (`probe_source`)."""
 
     def __init__(self, task: str, num_frames: int, size: int, max_speed: float, ahead: int = 0):
         self.task, self.num_frames, self.size, self.max_speed, self.ahead = task, num_frames, size, max_speed, ahead
 
     def __call__(self, element: dict) -> dict:
+        return {"video": element["video"][:self.num_frames], "targets": self.targets(element, self.task)}
+
+    def targets(self, element: dict, task: str) -> np.ndarray:
         middle, last = self.num_frames // 2, self.num_frames - 1
-        if self.task == "count":
-            targets = np.int32(len(element["radius"]) - 1)
-        elif self.task == "collision":
-            targets = np.int32(element["contacts"][last + 1:last + 1 + self.ahead].any())
-        elif self.task == "velocity":
-            targets = (element["velocity"][middle] / self.max_speed).reshape(-1).astype(np.float32)
-        else:
-            frame = middle if self.task == "position" else last + self.ahead
-            targets = ((element["position"][frame] - self.size / 2) / (self.size / 4)).reshape(-1).astype(np.float32)
-        return {"video": element["video"][:self.num_frames], "targets": targets}
+        if task == "count":
+            return np.int32(len(element["radius"]) - 1)
+        if task == "collision":
+            return np.int32(element["contacts"][last + 1:last + 1 + self.ahead].any())
+        if task == "motion":
+            return np.concatenate([self.targets(element, name) for name in MOTION_TASKS])
+        if task == "velocity":
+            return (element["velocity"][middle] / self.max_speed).reshape(-1).astype(np.float32)
+        frame = middle if task == "position" else last + self.ahead
+        return ((element["position"][frame] - self.size / 2) / (self.size / 4)).reshape(-1).astype(np.float32)
 
 
 class WorldLabels:
@@ -82,7 +99,7 @@ def probe_source(config, seed: int, num_clips: int = WORLD_CLIPS) -> tuple[Balls
     """(world clips of config.data.world, simulated `ahead` frames longer for "ahead" and "collision" and with 1 to
     num_balls balls for "count"; the map that turns each into a probe example of config.attentive.task)."""
     task = config.attentive
-    ahead = task.ahead if task.task in ("ahead", "collision") else 0
+    ahead = task.ahead if task.task in ("ahead", "motion", "collision") else 0
     world = BallsWorldConfig(**{**config.data.world, "num_frames": config.data.world.num_frames + ahead})
     source = BallsWorldSource(world, num_clips=num_clips, seed=seed, vary_count=task.task == "count")
     return source, ProbeTargets(task.task, config.data.world.num_frames, world.size, world.max_speed, ahead)

@@ -67,10 +67,29 @@ def held_out_examples(config, num_clips: int) -> dict:
 
 
 def _score_members(config, outputs: np.ndarray, targets: np.ndarray) -> list[dict]:
-    """One {"lr", "weight_decay", metric: value, ...} per member from its outputs [G, M, K]."""
-    classes = config_lib.probe_classes(config) > 0
-    scores = [classification_scores(o, targets) if classes else {"r2": ridge.r2_score(targets, o)} for o in outputs]
+    """One {"lr", "weight_decay", metric: value, ...} per member from its outputs [G, M, K]. Regression members also
+    carry each scored task's R^2 under its name (pipeline.task_slices); their "r2" is the mean over those tasks."""
+    if config_lib.probe_classes(config):
+        scores = [classification_scores(o, targets) for o in outputs]
+    else:
+        slices = pipeline.task_slices(config.attentive.task, targets.shape[-1])
+        per_task = [{name: ridge.r2_score(targets[:, s], o[:, s]) for name, s in slices.items()} for o in outputs]
+        scores = [{"r2": float(np.mean(list(tasks.values()))), **tasks} for tasks in per_task]
     return [{**score, "lr": lr, "weight_decay": wd} for score, (lr, wd) in zip(scores, config_lib.probe_members(config))]
+
+
+def _ridge_references(config, quads: np.ndarray, targets: np.ndarray) -> dict:
+    """{scored task: the ridge reference's held-out score}, ridge regression on quadrant-pooled tokens [M, F]: R^2
+    per regression task, or for classification the accuracy of its largest output on one-hot classes."""
+    num_train = config.probe.num_train
+    classes = config_lib.probe_classes(config)
+    if classes:
+        onehot = np.eye(classes)[targets]
+        return {config.attentive.task: ridge.ridge_probe(quads[:num_train], onehot[:num_train], quads[num_train:],
+                                                         onehot[num_train:], score=ridge.onehot_accuracy)["score"]}
+    return {name: ridge.ridge_probe(quads[:num_train], targets[:num_train, s], quads[num_train:],
+                                    targets[num_train:, s])["score"]
+            for name, s in pipeline.task_slices(config.attentive.task, targets.shape[-1]).items()}
 
 
 def _world_scores(config, params) -> dict:
@@ -82,16 +101,12 @@ def _world_scores(config, params) -> dict:
                              for i in range(0, len(examples["video"]), batch)])
     targets = examples["targets"]
     outputs = member_predictions(config_lib.build_predictor(config), params["probe"], tokens[num_train:], batch)
-    quads = world_probe.pool_tokens(tokens, config_lib.token_grid(config))["quad"]
+    references = _ridge_references(config, world_probe.pool_tokens(tokens, config_lib.token_grid(config))["quad"],
+                                   targets)
     classes = config_lib.probe_classes(config)
-    if classes:  # ridge regression onto one-hot classes, scored by the accuracy of its largest output
-        onehot = np.eye(classes)[targets]
-        reference = ridge.ridge_probe(quads[:num_train], onehot[:num_train], quads[num_train:], onehot[num_train:],
-                                      score=ridge.onehot_accuracy)
-    else:
-        reference = ridge.ridge_probe(quads[:num_train], targets[:num_train], quads[num_train:], targets[num_train:])
-    return {"members": _score_members(config, outputs, targets[num_train:]), "ridge_quad": reference["score"],
-            "num_test": num_test, "chance": _chance(targets[num_train:]) if classes else None, "bad_files": 0}
+    return {"members": _score_members(config, outputs, targets[num_train:]), "ridge": references,
+            "ridge_quad": float(np.mean(list(references.values()))), "num_test": num_test,
+            "chance": _chance(targets[num_train:]) if classes else None, "bad_files": 0}
 
 
 def labelled_scores(config, params) -> dict:
@@ -113,8 +128,8 @@ def labelled_scores(config, params) -> dict:
         raise RuntimeError(f"no clip of {a.val_manifest!r} could be read ({len(skipped)} unusable files, e.g. "
                            f"{skipped[:3]})")
     labels = np.asarray(labels)
-    return {"members": _score_members(config, np.concatenate(probabilities, axis=1), labels), "ridge_quad": None,
-            "num_test": len(labels), "chance": _chance(labels), "bad_files": len(skipped)}
+    return {"members": _score_members(config, np.concatenate(probabilities, axis=1), labels), "ridge": {},
+            "ridge_quad": None, "num_test": len(labels), "chance": _chance(labels), "bad_files": len(skipped)}
 
 
 def _chance(labels: np.ndarray) -> float:
@@ -126,8 +141,9 @@ def probe_run_scores(run_dir: str, step: int | None = None) -> dict:
     """Score checkpoint `step` (default the newest) of the probe run in `run_dir`; writes probe.json and probe.md.
 
     Returns {"task", "metric" ("r2" or "top1"), "step", "encoder_from", "best": {metric, ..., "lr",
-    "weight_decay"}, "members": [...], "ridge_quad" (the ridge reference's score, built-in tasks), "num_test",
-    "chance" (the most frequent class's share, classification), "bad_files" (unusable files skipped)}.
+    "weight_decay"}, "tasks": {scored task: {"score" (its best member's), "lr", "weight_decay", "ridge_quad"}},
+    "members": [...], "ridge_quad" (the ridge reference's score, built-in tasks; the tasks' mean for "motion"),
+    "num_test", "chance" (the most frequent class's share, classification), "bad_files" (unusable files skipped)}.
     """
     config = config_lib.load_run(run_dir)
     if config.objective != "probe":
@@ -149,8 +165,15 @@ def write_scores(scores: dict, config, directory: str, step: int | None) -> dict
     metric = "top1" if config_lib.probe_classes(config) else "r2"
     probed = ("raw pixels" if config.attentive.features == "pixels" else config.attentive.encoder_from
               or "random init")
+    members, ridge_scores = scores["members"], scores.pop("ridge")
+    tasks = {}
+    for task in (pipeline.scored_tasks(config.attentive.task) if metric == "r2" else (config.attentive.task,)):
+        key = task if metric == "r2" else metric
+        best = max(members, key=lambda m, key=key: m[key])
+        tasks[task] = {"score": best[key], "lr": best["lr"], "weight_decay": best["weight_decay"],
+                       "ridge_quad": ridge_scores.get(task)}
     result = {"task": config.attentive.task, "metric": metric, "step": step, "encoder_from": probed,
-              "best": max(scores["members"], key=lambda m: m[metric]), **scores}
+              "best": max(members, key=lambda m: m[metric]), "tasks": tasks, **scores}
     if jax.process_index() == 0:
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "probe.json"), "w", encoding="utf-8") as f:
@@ -177,7 +200,11 @@ def _write_markdown(result: dict, config, path: str) -> None:
                      f"{metric} {result['ridge_quad']:.3f}.")
     if result["chance"] is not None:
         lines.append(f"Chance (always the most frequent class): {result['chance']:.3f}.")
-    columns = ["top1", "top5"] if metric == "top1" else ["r2"]
+    if len(result["tasks"]) > 1:
+        lines.append("Per task, best member and ridge: " + "; ".join(
+            f"{task} {t['score']:.3f} (lr {t['lr']:g}, weight decay {t['weight_decay']:g}; ridge "
+            f"{t['ridge_quad']:.3f})" for task, t in result["tasks"].items()) + ".")
+    columns = ["top1", "top5"] if metric == "top1" else ["r2"] + [t for t in result["tasks"] if t != a.task]
     lines += ["", "| lr | weight decay | " + " | ".join(columns) + " |", "|---:|---:|" + "---:|" * len(columns)]
     lines += [f"| {m['lr']:g} | {m['weight_decay']:g} | " + " | ".join(f"{m[c]:.3f}" for c in columns) + " |"
               for m in result["members"]]

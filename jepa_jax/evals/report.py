@@ -1,9 +1,12 @@
-"""End-of-run report for built-in-world runs: probe table (Markdown + JSON) and plots (PNG) in the run dir.
+"""End-of-run report for built-in-world runs: probe tables (Markdown + JSON) and plots (PNG) in the run dir.
 
-Rows: raw pixels, the encoder at random init (the run's own step-0 checkpoint) and at every saved probe-step
-checkpoint, so the table is a learning curve. Only the encoder weights of those checkpoints are read (no optimizer
-state, no train state or train step is built). For `ema` runs the probed encoder is the EMA target encoder (the one released
-V-JEPA checkpoints recommend downstream); for `sigreg` runs it is the single encoder.
+First table (probing.run_report): attentive probes (V-JEPA's frozen-encoder protocol; task "motion": position,
+velocity and ahead) on the final encoder, the same architecture at random init and raw pixels, each next to the
+ridge regression on the same tokens. The probe runs live in {run}/probes/ and resume when interrupted.
+Second table, a learning curve: ridge probes on raw pixels, the encoder at random init (the run's own step-0
+checkpoint) and at every saved probe-step checkpoint. Only the encoder weights of those checkpoints are read.
+For `ema` runs the probed encoder is the EMA target encoder (the one released V-JEPA checkpoints recommend
+downstream); for `sigreg` runs it is the single encoder.
 """
 
 import json
@@ -12,6 +15,7 @@ import os
 import jax
 
 from jepa_jax import checkpoint, config as config_lib
+from jepa_jax.data import pipeline
 from jepa_jax.evals import world_probe
 
 MAIN_POOLING = "time"
@@ -29,11 +33,14 @@ def wanted_after_training(config, summary: dict) -> bool:
             and summary["preempted_at"] is None)
 
 
-def world_report(config, workdir: str) -> dict:
-    """Probe the checkpoints at the probe steps of the run in `workdir`; write report.md, report.json, report.png.
+def world_report(config, workdir: str, attentive: list[dict] = ()) -> dict:
+    """Ridge-probe the checkpoints at the probe steps of the run in `workdir`; write report.md, report.json and
+    report.png, with the attentive probes' rows (probing.attentive_rows: {"name", TASK: {"score", "ridge_quad",
+    ...}}) first and report_attentive.png where given.
 
-    Returns {"rows": [{"name", "step", "position/time", "velocity/time", ...}], "paths": {...}}.
+    Returns {"attentive": [...], "rows": [{"name", "step", "position/time", "velocity/time", ...}], "paths": {...}}.
     """
+    attentive = list(attentive)
     encoder, grid = config_lib.build_encoder(config), config_lib.token_grid(config)
     clips = world_probe.probe_clips(config)
     num_train = config.probe.num_train
@@ -49,19 +56,37 @@ def world_report(config, workdir: str) -> dict:
         rows.append({"name": "random init" if step == 0 else f"trained, step {step}", "step": step,
                      **world_probe.probe_scores(tokens, clips, grid, num_train)})
     checkpointer.close()
-    paths = {name: os.path.join(workdir, name) for name in ("report.md", "report.json", "report.png")}
+    names = ("report.md", "report.json", "report.png") + (("report_attentive.png",) if attentive else ())
+    paths = {name: os.path.join(workdir, name) for name in names}
     if jax.process_index() == 0:
-        _write_markdown(rows, config, paths["report.md"])
+        _write_markdown(attentive, rows, config, paths["report.md"])
         with open(paths["report.json"], "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"attentive": attentive, "ridge": rows}, f, indent=2)
         _plot_probes(rows, paths["report.png"])
-    return {"rows": rows, "paths": paths}
+        if attentive:
+            _plot_attentive(attentive, paths["report_attentive.png"])
+    return {"attentive": attentive, "rows": rows, "paths": paths}
 
 
-def _write_markdown(rows, config, path: str) -> None:
+def _write_markdown(attentive, rows, config, path: str) -> None:
+    lines = [f"# Probe report ({config.objective}, {config.train.steps} steps)", ""]
+    if attentive:
+        a = config.attentive
+        lines += [
+            "## Attentive probes (final encoder)", "",
+            f"Held-out R^2 on {config.probe.num_test} clips of the best of "
+            f"{len(a.learning_rates) * len(a.weight_decays)} attentive probes (lr x weight decay, {config.probe.attentive_steps} steps, depth {a.depth}), trained "
+            "on the frozen tokens to read each ball's position and velocity at the middle frame and its position "
+            f"{a.ahead} frames after the clip (`ahead`); `ridge`: ridge regression on the same tokens pooled into 2x2 "
+            "quadrants per time slice. Probe runs: probes/.", "",
+            "| encoder | " + " | ".join(f"{t} | {t} ridge" for t in pipeline.MOTION_TASKS) + " |",
+            "|---|" + "---:|" * 2 * len(pipeline.MOTION_TASKS)]
+        for row in attentive:
+            lines.append(f"| {row['name']} | " + " | ".join(f"{row[t]['score']:.3f} | {row[t]['ridge_quad']:.3f}"
+                                                            for t in pipeline.MOTION_TASKS) + " |")
+        lines += ["", "![attentive probes](report_attentive.png)", "", "## Ridge probes over training", ""]
     columns = [f"{t}/{p}" for p in world_probe.POOLINGS for t in world_probe.TARGETS]
-    lines = [
-        f"# Probe report ({config.objective}, {config.train.steps} steps)", "",
+    lines += [
         f"Held-out ridge-regression R^2 on {config.probe.num_test} clips (trained on {config.probe.num_train}), "
         "targets at the middle frame. `time`: tokens pooled over space per time slice; `quad`: pooled into 2x2 "
         "quadrants per time slice. Higher is better; 1 is perfect.", "",
@@ -73,6 +98,26 @@ def _write_markdown(rows, config, path: str) -> None:
     lines += ["", "![probe learning curve](report.png)", "", "![training curves](training.png)", ""]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+def _plot_attentive(attentive, path: str) -> None:
+    """One panel per task: each encoder's attentive-probe R^2 (filled) beside its ridge R^2 (hatched)."""
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    fig, axes = plt.subplots(1, len(pipeline.MOTION_TASKS), figsize=(10, 3.5))
+    for ax, task in zip(axes, pipeline.MOTION_TASKS):
+        for i, row in enumerate(attentive):
+            ax.bar(i - 0.2, row[task]["score"], 0.4, color=f"C{i}", label="attentive" if i == 0 else None)
+            ax.bar(i + 0.2, row[task]["ridge_quad"], 0.4, color="none", edgecolor=f"C{i}", hatch="//",
+                   label="ridge" if i == 0 else None)
+        ax.set_xticks(range(len(attentive)), [row["name"] for row in attentive], fontsize=8)
+        ax.set_title(f"{task}: held-out R^2")
+        ax.set_ylim(min(0.0, *(row[task]["ridge_quad"] for row in attentive)), 1.0)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plot_probes(rows, path: str) -> None:

@@ -513,6 +513,11 @@ class StepLogger:
         self.last = scalars
 
 
+def is_finished(workdir: str) -> bool:
+    """Whether the run in `workdir` finished (save_summary wrote its summary.json)."""
+    return os.path.isfile(os.path.join(workdir, "summary.json"))
+
+
 def save_summary(summary: dict, workdir: str) -> None:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:

@@ -13,7 +13,7 @@ import pytest
 
 from jepa_jax import checkpoint, config as config_lib
 from jepa_jax.data import pipeline
-from jepa_jax.evals import probe as probe_eval, ridge
+from jepa_jax.evals import probe as probe_eval, ridge, world_probe
 from jepa_jax.models import probe as probe_lib, vit
 from jepa_jax.train import loop
 from tests.train.test_step import host_batches, run_steps
@@ -44,6 +44,17 @@ def test_task_targets_are_the_worlds_states_in_standardised_units(smoke_config, 
         expected = (clip["position"][frames // 2 if task == "position" else frames - 1 + 3] - size / 2) / (size / 4)
     np.testing.assert_allclose(example["targets"], expected.reshape(-1), rtol=1e-6)
     assert example["targets"].shape == (2 * config.data.world.num_balls,)
+
+
+def test_motion_targets_are_position_velocity_and_ahead_of_the_same_clip(smoke_config):
+    motion = pipeline.probe_world(probe_config(smoke_config, task="motion", ahead=3), seed=5, num_clips=2)[1]
+    parts = [pipeline.probe_world(probe_config(smoke_config, task=task, ahead=3), seed=5, num_clips=2)[1]
+             for task in pipeline.MOTION_TASKS]
+    np.testing.assert_array_equal(motion["video"], parts[0]["video"])
+    np.testing.assert_array_equal(motion["targets"], np.concatenate([p["targets"] for p in parts]))
+    slices = pipeline.task_slices("motion", motion["targets"].shape[0])
+    for task, part in zip(pipeline.MOTION_TASKS, parts):
+        np.testing.assert_array_equal(motion["targets"][slices[task]], part["targets"])
 
 
 @pytest.mark.parametrize("task", ["count", "collision"])
@@ -101,8 +112,9 @@ def test_probe_grid_trains_on_the_frozen_pretrained_encoder(smoke_config, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_probe_run_scores_every_member_on_held_out_clips(smoke_config, tmp_path):
-    config = probe_config(smoke_config)
+@pytest.mark.parametrize("task", ["position", "motion"])
+def test_a_probe_run_scores_every_member_on_held_out_clips(smoke_config, tmp_path, task):
+    config = probe_config(smoke_config, task=task)
     config.train.update(steps=3, log_every=1)
     workdir = str(tmp_path / "probe")
     loop.train(config, workdir)
@@ -117,8 +129,19 @@ def test_a_probe_run_scores_every_member_on_held_out_clips(smoke_config, tmp_pat
     encoder, head = config_lib.build_encoder(config), config_lib.build_predictor(config)
     tokens = vit.encode(encoder, weights["encoder"], test_video)
     member = jax.tree.map(lambda x: x[2], weights["probe"])
-    assert result["members"][2]["r2"] == pytest.approx(
-        ridge.r2_score(test_targets, np.asarray(head.apply({"params": member}, tokens))), abs=1e-5)
+    outputs = np.asarray(head.apply({"params": member}, tokens))
+    slices = pipeline.task_slices(task, test_targets.shape[-1])
+    per_task = {name: ridge.r2_score(test_targets[:, s], outputs[:, s]) for name, s in slices.items()}
+    assert result["members"][2]["r2"] == pytest.approx(np.mean(list(per_task.values())), abs=1e-5)
+    assert list(result["tasks"]) == list(pipeline.scored_tasks(task))
+    for name, score in per_task.items():  # each task: its own best member, and the ridge on its own targets
+        assert result["members"][2][name] == pytest.approx(score, abs=1e-5)
+        assert result["tasks"][name]["score"] == max(m[name] for m in result["members"])
+    quads = world_probe.pool_tokens(vit.encode(encoder, weights["encoder"], examples["video"]),
+                                    config_lib.token_grid(config))["quad"]
+    name, s = list(slices.items())[-1]
+    ridge_score = ridge.ridge_probe(quads[:32], examples["targets"][:32, s], quads[32:], test_targets[:, s])["score"]
+    assert result["tasks"][name]["ridge_quad"] == pytest.approx(ridge_score, abs=1e-6)
     with open(os.path.join(workdir, "probe.json"), encoding="utf-8") as f:
         assert json.load(f)["best"] == result["best"]
     assert os.path.exists(os.path.join(workdir, "probe.md"))
