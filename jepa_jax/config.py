@@ -214,6 +214,13 @@ def _validate_probe(config) -> None:
     for field in ("attentive.depth", "attentive.num_heads", "attentive.ahead", "attentive.segments",
                   "attentive.views"):
         _positive(_field(config, field), field)
+    depth = encoder_size(config).depth
+    if task.features == "pixels" and task.out_layers:
+        raise ValueError("config.attentive.out_layers selects encoder blocks; features='pixels' reads none: set it "
+                         "to ()")
+    if any(not isinstance(layer, int) or not 0 <= layer < depth for layer in task.out_layers):
+        raise ValueError(f"config.attentive.out_layers={tuple(task.out_layers)}: encoder blocks are numbered 0 to "
+                         f"{depth - 1} (config.model has {depth}); () reads the last block's output")
     width = probe_token_width(config)
     if width % task.num_heads:
         raise ValueError(f"config.attentive.num_heads={task.num_heads} must divide the {task.features} token width "
@@ -278,7 +285,8 @@ def probe_num_targets(config) -> int:
 
 
 def probe_token_grid(config) -> tuple[int, int, int]:
-    """(S T', H', W'): the token grid the probe reads, config.attentive.segments clips' tokens concatenated."""
+    """(S T', H', W'): the token grid the probe reads, config.attentive.segments clips' tokens concatenated (once
+    per block of config.attentive.out_layers)."""
     frames, height, width = token_grid(config)
     return frames * config.attentive.segments, height, width
 

@@ -93,8 +93,11 @@ def base_config() -> ml_collections.ConfigDict:
     # frames after the clip) and labels: the classes of labelled manifests (data.source="video",
     # data.video.manifests to train on, val_manifest to score; num_classes; segments clips per video, their tokens
     # concatenated; views spatial crops per clip when scoring, softmax-averaged), V-JEPA's video classification.
-    config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", positions=True,
-                            flavour="vjepa2", depth=1, num_heads=16,
+    # out_layers: the probe reads the outputs of these encoder blocks (0-based, each through the final norm, their
+    # tokens concatenated) instead of the last one's: V-JEPA 2's multi-level features for motion-heavy tasks
+    # (configs/eval/vitl/jester.yaml, diving48.yaml: out_layers [17, 19, 21, 23] of 24 blocks).
+    config.attentive = dict(task="position", ahead=4, encoder_from="", features="encoder", out_layers=(),
+                            positions=True, flavour="vjepa2", depth=1, num_heads=16,
                             learning_rates=(5e-3, 3e-3, 1e-3, 3e-4), weight_decays=(0.01,),
                             num_classes=0, val_manifest="", segments=1, views=1)
     config.loss = dict(kind="l1")

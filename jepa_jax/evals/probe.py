@@ -56,7 +56,8 @@ def _member_outputs(probe):
 def _token_reader(config):
     """jitted (encoder params, uint8 clips [B, S T, H, W, 3]) -> the tokens the probe reads [B, S N, D]."""
     return jax.jit(functools.partial(probe_lib.frozen_tokens, config_lib.build_encoder(config),
-                                     features=config.attentive.features, segments=config.attentive.segments))
+                                     features=config.attentive.features, segments=config.attentive.segments,
+                                     out_layers=tuple(config.attentive.out_layers)))
 
 
 def held_out_examples(config, num_clips: int) -> dict:
@@ -92,6 +93,16 @@ def _ridge_references(config, quads: np.ndarray, targets: np.ndarray) -> dict:
             for name, s in pipeline.task_slices(config.attentive.task, targets.shape[-1]).items()}
 
 
+def _quadrant_features(config, tokens: np.ndarray) -> np.ndarray:
+    """The ridge reference's features: tokens [M, L N, D] (L encoder layers, config.attentive.out_layers) pooled
+    per time slice into 2 x 2 quadrants, layer by layer, concatenated: [M, L * T' * 4 * D]."""
+    layers = max(1, len(config.attentive.out_layers))
+    per_layer = tokens.reshape((len(tokens), layers, -1, tokens.shape[-1]))
+    grid = config_lib.token_grid(config)
+    return np.concatenate([world_probe.pool_tokens(per_layer[:, layer], grid)["quad"] for layer in range(layers)],
+                          axis=-1)
+
+
 def _world_scores(config, params) -> dict:
     """Members' scores on held-out clips of the built-in world, and the ridge reference on quadrant-pooled tokens."""
     num_train, num_test = config.probe.num_train, config.probe.num_test
@@ -101,8 +112,7 @@ def _world_scores(config, params) -> dict:
                              for i in range(0, len(examples["video"]), batch)])
     targets = examples["targets"]
     outputs = member_predictions(config_lib.build_predictor(config), params["probe"], tokens[num_train:], batch)
-    references = _ridge_references(config, world_probe.pool_tokens(tokens, config_lib.token_grid(config))["quad"],
-                                   targets)
+    references = _ridge_references(config, _quadrant_features(config, tokens), targets)
     classes = config_lib.probe_classes(config)
     return {"members": _score_members(config, outputs, targets[num_train:]), "ridge": references,
             "ridge_quad": float(np.mean(list(references.values()))), "num_test": num_test,

@@ -18,6 +18,7 @@ from typing import Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jepa_jax.models import attention as attention_lib, posemb, vit
 
@@ -101,9 +102,10 @@ class AttentiveProbe(nn.Module):
     query, then `linear`.
 
     positions: None (the official probes), or the (T', H', W') token grid, whose fixed 3D sin-cos embedding is added
-    to the tokens first. The official pooler sees no positions, so it can only read where something is from what
-    the tokens themselves encode; an encoder with RoPE keeps positions out of its tokens (they enter only the
-    attention scores), and pixels carry none.
+    to the tokens first (to each of several encoder layers' tokens alike, frozen_tokens' out_layers). The official
+    pooler sees no positions, so it can only read where something is from what the tokens themselves encode; an
+    encoder with RoPE keeps positions out of its tokens (they enter only the attention scores), and pixels carry
+    none.
     """
     num_outputs: int
     depth: int = 1
@@ -115,19 +117,21 @@ class AttentiveProbe(nn.Module):
 
     @nn.compact
     def __call__(self, tokens):
-        if self.positions is not None:
-            tokens = tokens + jnp.asarray(posemb.sincos_3d(tokens.shape[-1], self.positions), tokens.dtype)
+        if self.positions is not None:  # the same table for every encoder layer's tokens (frozen_tokens' out_layers)
+            table = posemb.sincos_3d(tokens.shape[-1], self.positions)
+            tokens = tokens + jnp.asarray(np.tile(table, (-(-tokens.shape[1] // len(table)), 1)), tokens.dtype)
         pooled = AttentivePooler(1, self.depth, self.num_heads, self.mlp_ratio, self.flavour, self.attention,
                                  name="pooler")(tokens)[:, 0]
         return vit.dense(self.num_outputs, ("embed", None), "linear")(pooled)
 
 
 def frozen_tokens(encoder: vit.VisionTransformer, encoder_params, video, features: str = "encoder",
-                  segments: int = 1):
+                  segments: int = 1, out_layers: tuple[int, ...] = ()):
     """The tokens a probe reads from uint8 clips [B, S T, H, W, C] of S segments (clips of T frames, concatenated in
     time), normalised as in training: each segment through the frozen encoder (no gradient flows back), its
     tokens concatenated along the token axis, [B, S N, D] (the official `attend_across_segments`); or for
-    features="pixels" each tubelet's pixels [B, S N, t * p * p * C]."""
+    features="pixels" each tubelet's pixels [B, S N, t * p * p * C]. out_layers: the normalised outputs of these
+    encoder blocks (VisionTransformer), layer-major: [B, L S N, D]."""
     batch, frames = video.shape[:2]
     if frames % segments:
         raise ValueError(f"{frames} frames do not split into {segments} segments")
@@ -135,5 +139,7 @@ def frozen_tokens(encoder: vit.VisionTransformer, encoder_params, video, feature
     if features == "pixels":
         tokens = vit.patchify(clips, encoder.patch_size, encoder.tubelet_size)
     else:
-        tokens = jax.lax.stop_gradient(encoder.apply({"params": encoder_params}, clips))
+        tokens = jax.lax.stop_gradient(encoder.apply({"params": encoder_params}, clips, out_layers=out_layers))
+    layers = max(len(out_layers), 1) if features != "pixels" else 1
+    tokens = tokens.reshape((batch, segments, layers, -1, tokens.shape[-1])).swapaxes(1, 2)
     return tokens.reshape((batch, -1, tokens.shape[-1]))

@@ -176,7 +176,7 @@ REMAT_POLICIES = {
 def transformer_blocks(module: nn.Module, x, coords=None, mask=None, *, prefix: str, depth: int, num_heads: int,
                        mlp_dim: int, rope: bool = False, rope_pairing: posemb.RopePairing = "repeat",
                        remat: str = "none", attention: attention_lib.Implementation = "auto", scan: bool = False,
-                       caches=None):
+                       caches=None, out_layers: tuple[int, ...] = ()):
     """Run `depth` blocks named {prefix}_0.. inside `module`'s compact call: [B, N, D] -> [B, N, D].
 
     Block l (0-based) initialises attn.proj and mlp.fc2 with std 0.02 / sqrt(2 (l + 1)) (V-JEPA 2's depth rescale).
@@ -187,6 +187,8 @@ def transformer_blocks(module: nn.Module, x, coords=None, mask=None, *, prefix: 
       scanned run's train state) or unrolled ({prefix}_l, as checkpoints and exports hold them; stacked here).
       Initialisation always runs unrolled.
     caches: None, or one (keys, values) per block (Attention's cache); then returns (x, the updated caches).
+    out_layers: blocks (0-based) whose outputs to return instead, as a list of [B, N, D] in the order given (the
+      blocks after the last of them still run).
     """
     def block_args(layer: int) -> tuple:
         return num_heads, mlp_dim, rope, rope_pairing, 0.02 / (2.0 * (layer + 1)) ** 0.5, attention
@@ -195,30 +197,39 @@ def transformer_blocks(module: nn.Module, x, coords=None, mask=None, *, prefix: 
         params = nn.meta.unbox(module.variables["params"])
         stacked = params[prefix] if prefix in params else stacking.stack_trees(
             [params[f"{prefix}_{layer}"] for layer in range(depth)])
-        return scan_blocks(Block(*block_args(0), parent=None), stacked, x, coords, mask, remat, caches)
+        return scan_blocks(Block(*block_args(0), parent=None), stacked, x, coords, mask, remat, caches, out_layers)
     block_cls = Block if remat == "none" else nn.remat(Block, policy=REMAT_POLICIES[remat])
-    updated = []
+    updated, states = [], []
     for layer in range(depth):
         x = block_cls(*block_args(layer), name=f"{prefix}_{layer}")(x, coords, mask,
                                                                    None if caches is None else caches[layer])
         if caches is not None:
             x, cache = x
             updated.append(cache)
+        states.append(x)
+    if out_layers:
+        return [states[layer] for layer in out_layers]
     return x if caches is None else (x, tuple(updated))
 
 
-def scan_blocks(block: Block, stacked, x, coords=None, mask=None, remat: str = "none", caches=None):
+def scan_blocks(block: Block, stacked, x, coords=None, mask=None, remat: str = "none", caches=None,
+                out_layers: tuple[int, ...] = ()):
     """`block` (unbound) applied with each layer of the stacked weights (leaves [L, ...]) in turn, as one
-    jax.lax.scan: [B, N, D] -> [B, N, D] (or (x, updated caches) with one (keys, values) cache per layer)."""
+    jax.lax.scan: [B, N, D] -> [B, N, D] (or (x, updated caches) with one (keys, values) cache per layer, or the
+    outputs of the blocks `out_layers` as transformer_blocks)."""
     def body(x, layer):
         weights, cache = layer
         out = block.apply({"params": weights}, x, coords, mask, cache)
+        if out_layers:
+            return out, out
         return (out, None) if cache is None else out
 
     if remat != "none":
         body = jax.checkpoint(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
     stacked_caches = None if caches is None else stacking.stack_trees(caches)
     x, updated = jax.lax.scan(body, x, (stacked, stacked_caches))
+    if out_layers:
+        return [updated[layer] for layer in out_layers]
     if caches is None:
         return x
     keys, values = updated
@@ -293,11 +304,13 @@ class VisionTransformer(nn.Module):
     scan: bool = False  # blocks as one lax.scan (transformer_blocks); the weights' layout is the same
 
     @nn.compact
-    def __call__(self, video, keep=None):
+    def __call__(self, video, keep=None, out_layers: tuple[int, ...] = ()):
         """Encode a clip; `keep` [B, K] (token indices) makes this the context encoder. Output in `dtype`.
 
         Tokens are gathered after the patch embedding (and the additive sin-cos positions) and before the first
-        block, so keeping indices equals encoding only those tokens.
+        block, so keeping indices equals encoding only those tokens. out_layers: the outputs of these blocks
+        (0-based), each through the final norm, concatenated along the token axis, [B, L N, D] (V-JEPA 2's
+        multi-level evaluation features, vision_transformer.py `out_layers`).
         """
         dims = get_size(self.size)
         video = video.astype(self.dtype)
@@ -314,8 +327,9 @@ class VisionTransformer(nn.Module):
         x = transformer_blocks(self, x, coords, prefix="blocks", depth=dims.depth, num_heads=dims.num_heads,
                                mlp_dim=dims.mlp_dim, rope=self.pos_embedding == "rope",
                                rope_pairing=self.rope_pairing, remat=self.remat, attention=self.attention,
-                               scan=self.scan)
-        return layer_norm("norm", x.dtype)(x)
+                               scan=self.scan, out_layers=tuple(out_layers))
+        norm = layer_norm("norm", video.dtype)
+        return jnp.concatenate([norm(h) for h in x], axis=1) if out_layers else norm(x)
 
 
 def normalize_video(video):

@@ -180,14 +180,15 @@ def ac_loss(params, batch, key, *, encoder, predictor, grid_hw: tuple[int, int],
     return loss, metrics
 
 
-def probe_loss(params, batch, key, *, encoder, probe, features="encoder", segments=1, classes=False,
-               monitor=True):
+def probe_loss(params, batch, key, *, encoder, probe, features="encoder", segments=1, out_layers=(),
+               classes=False, monitor=True):
     """The probe objective: (loss, metrics) of a grid of G attentive probes on frozen features.
 
     Args:
       params: {"encoder": frozen (no gradient reaches it), "probe": the probe heads, leaves [G, ...]}.
       batch: {"video": uint8 [B, S T, H, W, C], "targets": float32 [B, K] (regression) or int32 [B] (classes)}.
-      features: "encoder" (its tokens) or "pixels"; segments: S clips per example (probe_lib.frozen_tokens).
+      features: "encoder" (its tokens) or "pixels"; segments: S clips per example; out_layers: the encoder
+        blocks whose outputs the probe reads (probe_lib.frozen_tokens).
       classes: the targets are class indices (softmax cross-entropy) instead of regression targets (squared
         error).
 
@@ -195,7 +196,7 @@ def probe_loss(params, batch, key, *, encoder, probe, features="encoder", segmen
     metrics: "best_probe_loss" and "mean_probe_loss" over the members, and for classes "best_probe_accuracy".
     """
     del key, monitor  # deterministic; no collapse monitors for a frozen encoder
-    tokens = probe_lib.frozen_tokens(encoder, params["encoder"], batch["video"], features, segments)
+    tokens = probe_lib.frozen_tokens(encoder, params["encoder"], batch["video"], features, segments, out_layers)
     outputs = jax.vmap(lambda head: probe.apply({"params": head}, tokens))(params["probe"])  # [G, B, K]
     metrics = {}
     if classes:
@@ -257,7 +258,8 @@ def objective_loss(config, encoder, predictor, grid: tuple[int, int, int], mask_
     """config.objective's loss(params, batch, key, *, monitor[, target_params for JEPA]) -> (loss, metrics)."""
     if config.objective == "probe":
         return functools.partial(probe_loss, encoder=encoder, probe=predictor, features=config.attentive.features,
-                                 segments=config.attentive.segments, classes=config_lib.probe_classes(config) > 0)
+                                 segments=config.attentive.segments, out_layers=tuple(config.attentive.out_layers),
+                                 classes=config_lib.probe_classes(config) > 0)
     if config.objective != "ac":  # pixels: VideoMAE's mean squared error on standardised pixels
         return functools.partial(jepa_loss, encoder=encoder, predictor=predictor, grid=grid, mask_names=mask_names,
                                  loss_kind="l2" if config.objective == "pixels" else config.loss.kind,

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jepa_jax.models import posemb, probe
+from jepa_jax.models import posemb, probe, vit
 from jepa_jax.train import optim
 
 TOKENS = jax.random.normal(jax.random.key(0), (3, 20, 32)) * 3.0 + 1.0  # [B, N, D], far from normalised
@@ -93,3 +93,24 @@ def test_positions_add_the_token_grids_sincos_table():
     table = jnp.asarray(posemb.sincos_3d(32, grid))
     np.testing.assert_allclose(with_positions.apply(params, TOKENS), plain.apply(params, TOKENS + table), atol=1e-6)
     assert not np.allclose(with_positions.apply(params, TOKENS), plain.apply(params, TOKENS), atol=1e-3)
+
+
+def test_positions_are_added_alike_to_every_encoder_layers_tokens():
+    grid = (2, 2, 5)  # 20 tokens per layer; 2 layers
+    with_positions = probe.AttentiveProbe(num_outputs=3, num_heads=4, positions=grid)
+    plain = probe.AttentiveProbe(num_outputs=3, num_heads=4)
+    tokens = jnp.concatenate([TOKENS, TOKENS[::-1] * 0.5], axis=1)
+    params = plain.init(jax.random.key(4), tokens)
+    table = jnp.asarray(posemb.sincos_3d(32, grid))
+    np.testing.assert_allclose(with_positions.apply(params, tokens),
+                               plain.apply(params, tokens + jnp.concatenate([table, table])), atol=1e-6)
+
+
+def test_frozen_tokens_of_several_layers_are_layer_major_then_segment_major():
+    encoder = vit.VisionTransformer(size=vit.ViTSize(32, 2, 2, 64), patch_size=8, tubelet_size=2)
+    video = np.random.default_rng(0).integers(0, 256, (2, 8, 16, 16, 3), dtype=np.uint8)  # 2 segments of 4 frames
+    params = encoder.init(jax.random.key(0), video[:, :4].astype(np.float32))["params"]
+    tokens = probe.frozen_tokens(encoder, params, video, segments=2, out_layers=(0, 1))
+    expected = [encoder.apply({"params": params}, vit.normalize_video(video[:, s * 4:(s + 1) * 4]),
+                              out_layers=(layer,)) for layer in (0, 1) for s in range(2)]
+    np.testing.assert_allclose(tokens, np.concatenate(expected, axis=1), atol=1e-5)

@@ -145,3 +145,17 @@ def test_patchify_flattens_each_tubelet_in_time_major_token_order():
     for t, h, w in [(0, 0, 0), (1, 0, 2), (1, 1, 1)]:
         expected = video[:, 2 * t:2 * t + 2, 8 * h:8 * h + 8, 8 * w:8 * w + 8].reshape(2, -1)
         np.testing.assert_array_equal(tubelets[:, (t * 2 + h) * 3 + w], expected)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_out_layers_are_each_blocks_output_through_the_final_norm(scan):
+    """out_layers=(l, ...): block l's output equals the output of the same encoder cut to l + 1 blocks."""
+    video = jax.random.normal(jax.random.key(3), (2, 4, 16, 16, 3))
+    full = vit.VisionTransformer(size=vit.ViTSize(32, 3, 2, 64), patch_size=8, scan=scan)
+    params = nn.meta.unbox(full.init(jax.random.key(4), video)["params"])
+    levels = full.apply({"params": params}, video, out_layers=(2, 0))
+    assert levels.shape == (2, 2 * 8, 32)
+    np.testing.assert_allclose(levels[:, :8], full.apply({"params": params}, video), atol=1e-6)
+    cut = vit.VisionTransformer(size=vit.ViTSize(32, 1, 2, 64), patch_size=8)
+    first = {k: v for k, v in params.items() if k in ("patch_embed", "blocks_0", "norm")}
+    np.testing.assert_allclose(levels[:, 8:], cut.apply({"params": first}, video), atol=1e-6)

@@ -147,6 +147,14 @@ def test_a_probe_run_scores_every_member_on_held_out_clips(smoke_config, tmp_pat
     assert os.path.exists(os.path.join(workdir, "probe.md"))
 
 
+def test_the_ridge_reference_pools_each_encoder_layers_tokens_on_its_own(smoke_config):
+    config = probe_config(smoke_config, out_layers=(0, 1))
+    grid = config_lib.token_grid(config)
+    layers = np.random.default_rng(0).normal(size=(2, 5, int(np.prod(grid)), 32))  # [L, M, N, D]
+    features = probe_eval._quadrant_features(config, np.concatenate(layers, axis=1))  # pylint: disable=protected-access
+    np.testing.assert_allclose(features, np.concatenate([vit.pool_quadrants(x, grid) for x in layers], axis=-1))
+
+
 def test_pixel_features_are_each_tubelets_normalised_pixels(smoke_config):
     config = probe_config(smoke_config, features="pixels")
     config_lib.validate(config)
@@ -163,6 +171,8 @@ def test_pixel_features_are_each_tubelets_normalised_pixels(smoke_config):
     ("attentive.encoder_from", "runs/x", r"config.attentive.features='pixels' reads no encoder"),
     ("attentive.task", "colour", r"config.attentive.task='colour' is not valid: choose one of"),
     ("attentive.learning_rates", (), r"config.attentive.learning_rates and weight_decays must each hold"),
+    ("attentive.out_layers", (0, 2), r"config.attentive.out_layers=\(0, 2\): encoder blocks are numbered 0 to 1 "
+                                     r"\(config.model has 2\)"),
 ])
 def test_bad_probe_configs_are_one_line_errors(smoke_config, field, value, message):
     config = probe_config(smoke_config)
