@@ -40,16 +40,17 @@ def pretrain(config, objective: str, workdir: str) -> dict:
     return summary
 
 
-def jepa_vs_pixels(config, workdir: str, *, tasks=TASKS, probe_steps: int = 100) -> list[dict]:
+def jepa_vs_pixels(config, workdir: str, *, tasks=TASKS, probe_steps: int | None = None) -> list[dict]:
     """Pretrain PRETRAINED under config's budget, probe them and the random-init floor on `tasks`; one row per
     encoder {"run", "encoder", "pretrain_flops", "pretrain_wall_s", TASK: the best probe member's held-out score
     (R^2, or top-1 for classification tasks; "motion" gives one per task it scores)}, also written to
-    results.csv / .md / .png in `workdir`."""
+    results.csv / .md / .png in `workdir`. Each probe trains `probe_steps` steps (default: the report's,
+    config.probe.attentive_steps)."""
     config_lib.validate(config)
     if config.data.source != "balls":
         raise ValueError(f"ablate jepa-vs-pixels probes the built-in world's tasks: train on it too "
                          f"(config.data.source={config.data.source!r}; set --config.data.source=balls)")
-    base = probing.builtin_protocol(config, probe_steps)
+    base = probing.builtin_protocol(config, probe_steps or config.probe.attentive_steps)
     rows = []
     for name in PRETRAINED + (RANDOM_INIT,):
         row = {"run": name, "encoder": name.replace("_", " "), "pretrain_flops": 0.0, "pretrain_wall_s": 0.0}

@@ -84,7 +84,8 @@ _PROBE_FROM = flags.DEFINE_string("probe_from", None, "Score a released probe (o
                                   ".safetensors) on --val instead of training one.")
 _TASKS = flags.DEFINE_list("tasks", ["motion"], "Built-in probe tasks: position, velocity, ahead, count, collision, "
                            "or motion (position, velocity and ahead in one probe, scored per task).")
-_PROBE_STEPS = flags.DEFINE_integer("probe_steps", 100, "Training steps of each attentive probe.")
+_PROBE_STEPS = flags.DEFINE_integer("probe_steps", None, "Training steps of each attentive probe (default: the "
+                                    "config's probe.attentive_steps, as in the main job's report).")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
 _PLANNER = flags.DEFINE_string("planner", "cem", "cem (DINO-WM's PushT settings: horizon 5, 300 samples, top 30, "
@@ -147,7 +148,7 @@ def _train() -> None:
 
 def _probe_line(scores: dict, workdir: str) -> dict:
     """The one JSON line a probe prints: the best member and the references (not every member)."""
-    keys = ("task", "metric", "best", "ridge_quad", "chance", "num_test", "bad_files")
+    keys = ("task", "metric", "best", "tasks", "ridge_quad", "chance", "num_test", "bad_files")
     return {**{k: scores[k] for k in keys}, "report": os.path.join(workdir, "probe.md")}
 
 

@@ -243,6 +243,9 @@ def test_eval_probe_on_a_labelled_manifest_and_a_builtin_task(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["task"] == "collision" and 0 <= line["best"]["top1"] <= 1 and 0 <= line["ridge_quad"] <= 1
+    assert line["tasks"] == {"collision": {"score": line["best"]["top1"], "lr": line["best"]["lr"],
+                                           "weight_decay": line["best"]["weight_decay"],
+                                           "ridge_quad": line["ridge_quad"]}}
     assert json.loads((tmp_path / "collision" / "config.json").read_text())["attentive"]["encoder_from"] == str(model)
     result = jepa_jax("eval", "probe", "--model", str(model), "--data", videos["train"], workdir=tmp_path / "x")
     assert result.returncode != 0 and "give the held-out one with --val" in result.stderr.splitlines()[-1]

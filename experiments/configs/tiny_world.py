@@ -1,11 +1,13 @@
-r"""Tiny V-JEPA-style run on the built-in bouncing-balls world: the project's main job (2-core CPU, ~10 minutes).
+r"""Tiny V-JEPA-style run on the built-in bouncing-balls world: the project's main job (2-core CPU, ~16 minutes:
+5 training, the rest the probe report).
 
     jepa-jax train --config experiments/configs/tiny_world.py --workdir runs/tiny_world
 
 Override any field on the command line, e.g. `--config.objective=ema --config.train.steps=100`.
 The run writes `config.json`, `metrics.jsonl`, TensorBoard scalars, checkpoints at the probe steps and, at the
-end, `report.md` + `report.png`: frozen-feature probes (ball position and velocity on held-out clips) for the
-trained encoder at several checkpoints, the same encoder at random init, and raw pixels.
+end, `report.md` + PNG plots: attentive probes (task "motion": ball positions, velocities and where the balls will
+be 4 frames later, on held-out clips) for the final encoder, the same encoder at random init and raw pixels, with
+ridge probes beside them; then ridge probes of the encoder at several checkpoints (a learning curve).
 
 Grid choice: 64 x 64 frames with 8 x 8 patches (an 8 x 8 token grid, so a 4-6 px ball sits in one or two
 patches) and 8 frames with tubelet 2 (4 time slices to read motion from): 256 tokens per clip.

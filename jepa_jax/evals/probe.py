@@ -213,7 +213,8 @@ def _write_markdown(result: dict, config, path: str) -> None:
     if len(result["tasks"]) > 1:
         lines.append("Per task, best member and ridge: " + "; ".join(
             f"{task} {t['score']:.3f} (lr {t['lr']:g}, weight decay {t['weight_decay']:g}; ridge "
-            f"{t['ridge_quad']:.3f})" for task, t in result["tasks"].items()) + ".")
+            f"{t['ridge_quad']:.3f})" for task, t in result["tasks"].items()) + f"; `{metric}` and the ridge above "
+            "are the means over these tasks.")
     columns = ["top1", "top5"] if metric == "top1" else ["r2"] + [t for t in result["tasks"] if t != a.task]
     lines += ["", "| lr | weight decay | " + " | ".join(columns) + " |", "|---:|---:|" + "---:|" * len(columns)]
     lines += [f"| {m['lr']:g} | {m['weight_decay']:g} | " + " | ".join(f"{m[c]:.3f}" for c in columns) + " |"

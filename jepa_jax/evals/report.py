@@ -114,8 +114,8 @@ def _plot_attentive(attentive, path: str) -> None:
         ax.set_xticks(range(len(attentive)), [row["name"] for row in attentive], fontsize=8)
         ax.set_title(f"{task}: held-out R^2")
         ax.set_ylim(min(0.0, *(row[task]["ridge_quad"] for row in attentive)), 1.0)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
