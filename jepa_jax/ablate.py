@@ -10,7 +10,6 @@ results.csv, results.md and results.png (one bar chart per task score, pretraini
 workdir, one row per encoder. Finished runs are skipped, so rerunning the command resumes.
 """
 
-import copy
 import json
 import os
 
@@ -30,7 +29,7 @@ def pretrain(config, objective: str, workdir: str) -> dict:
     if loop.is_finished(workdir):
         with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
             return json.load(f)
-    run_config = copy.deepcopy(config)
+    run_config = config_lib.copy_config(config)
     run_config.objective = objective
     run_config.probe.report = False
     summary = loop.train(run_config, workdir)

@@ -87,10 +87,22 @@ def _fill_missing(fields: dict, defaults: dict) -> dict:
     return out
 
 
+def to_json(config: ml_collections.ConfigDict, indent: int | None = 2) -> str:
+    """The resolved config as JSON, config.masks in the order the run iterates them (= the mask-token order; a
+    ConfigDict's JSON otherwise keeps insertion order even where copy.deepcopy made it iterate sorted)."""
+    return json.dumps(config.to_dict(), indent=indent)
+
+
 def write_json(config: ml_collections.ConfigDict, path: str) -> None:
-    """The resolved config as JSON, in field order (config.masks order = mask-token order); `load_run` reads it."""
+    """to_json(config) in `path`; `load_run` reads it."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(config.to_json_best_effort(indent=2))
+        f.write(to_json(config))
+
+
+def copy_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """An independent copy of `config` that keeps config.masks' order (copy.deepcopy of a ConfigDict built with
+    sort_keys=False iterates its keys sorted: other mask-token indices, another run)."""
+    return from_dict(config.to_dict())
 
 
 def from_dict(fields: dict) -> ml_collections.ConfigDict:

@@ -220,7 +220,7 @@ def write_fair(weights: native.Weights, out: str) -> list[str]:
     fair = to_fair(weights)
     os.makedirs(out, exist_ok=True)
     written = [os.path.join(out, FAIR_FILES[0])]
-    config_json = weights.config.to_json_best_effort()
+    config_json = config_lib.to_json(weights.config, indent=None)
     native.write_safetensors({f"{g}.{k}": v for g, sd in fair.items() for k, v in sd.items()}, written[0],
                        {"format": "pt", "layout": "vjepa-official", CONFIG_KEY: config_json})
     try:

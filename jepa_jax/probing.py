@@ -12,7 +12,6 @@ an interrupted evaluation resumes where it stopped when run again with the same 
 evals.probe.probe_run_scores.
 """
 
-import copy
 import json
 import os
 import re
@@ -64,7 +63,7 @@ def probe_config(model: str, data: str, val: str = "", base: ml_collections.Conf
 def builtin_protocol(config, steps: int) -> ml_collections.ConfigDict:
     """config's attentive-probe protocol (config.attentive, probe, optim, data) for `steps` steps on the built-in
     world: the base of builtin_probe_config."""
-    base = copy.deepcopy(config)
+    base = config_lib.copy_config(config)
     base.train.steps = steps
     base.data.source = "balls"
     base.probe.at_fractions = (1.0,)
@@ -77,7 +76,7 @@ def builtin_probe_config(base, task: str, model: str = "", features: str = "enco
     pixels of each tubelet (features "pixels")."""
     if model:
         return probe_config(model, BUILTIN_PREFIX + task, base=base)
-    config = copy.deepcopy(base)
+    config = config_lib.copy_config(base)
     config.objective, config.attentive.task = "probe", task
     config.attentive.update(encoder_from="", features=features)
     config_lib.validate(config)

@@ -131,3 +131,16 @@ def test_dry_run_lowers_the_sharded_step_on_8_devices(name):
     patch_kernel = 'sharding<@mesh, [{}, {}, {}, {}, {"fsdp"}]>'
     assert text.count(patch_kernel) >= 4
     assert "tf.aliasing_output" in text  # the state is donated
+
+
+def test_config_copies_and_config_json_keep_the_mask_order_the_run_uses(tmp_path):
+    """config.masks' order is the mask-token order. copy.deepcopy makes a ConfigDict iterate its keys sorted; the
+    project's copies keep the order, and config.json records the order the run iterates, whichever it is."""
+    import copy  # pylint: disable=g-import-not-at-top
+    config = config_lib.load(os.path.join(REPO, "experiments", "configs", "tiny_world.py"))
+    assert list(config.masks) == ["short_range", "long_range"]
+    assert list(config_lib.copy_config(config).masks) == ["short_range", "long_range"]
+    deep = copy.deepcopy(config)
+    for source in (config, deep):
+        config_lib.write_json(source, str(tmp_path / "config.json"))
+        assert list(config_lib.load_run(str(tmp_path)).masks) == list(source.masks)

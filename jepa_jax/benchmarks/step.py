@@ -102,7 +102,7 @@ def peak_memory(side: str, config, host_batch: dict, reference=None) -> int:
                                            torch_options(config), host_batch, MEMORY_STEPS)
         return int(reference.torch.cuda.max_memory_allocated())
     if on_cpu:
-        return memory.in_fresh_process(_jax_peak_resident_bytes, config.to_json_best_effort(), host_batch,
+        return memory.in_fresh_process(_jax_peak_resident_bytes, config_lib.to_json(config), host_batch,
                                        MEMORY_STEPS)
     return int(jax.local_devices()[0].memory_stats()["peak_bytes_in_use"])
 
