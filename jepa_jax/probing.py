@@ -95,7 +95,8 @@ def attentive_rows(config, workdir: str) -> list[dict]:
     rows = []
     for name, own, features in REPORT_ENCODERS:
         probe = builtin_probe_config(base, "motion", workdir if own else "", features)
-        rows.append({"name": name, **probe_run(probe, os.path.join(workdir, "probes", name.replace(" ", "_")))["tasks"]})
+        scores = probe_run(probe, os.path.join(workdir, "probes", name.replace(" ", "_")))
+        rows.append({"name": name, **scores["tasks"]})
     return rows
 
 
@@ -111,7 +112,7 @@ HOUSEKEEPING = {"train": ("compilation_cache", "log_every", "checkpoint_every", 
 
 def _settings(config) -> dict:
     """The resolved config as a dict, without the HOUSEKEEPING fields."""
-    fields = config_lib.from_dict(config.to_dict()).to_dict()
+    fields = config_lib.copy_config(config).to_dict()
     for section, names in HOUSEKEEPING.items():
         fields[section] = {k: v for k, v in fields[section].items() if k not in names}
     return fields

@@ -175,9 +175,10 @@ def write_scores(scores: dict, config, directory: str, step: int | None) -> dict
     metric = "top1" if config_lib.probe_classes(config) else "r2"
     probed = ("raw pixels" if config.attentive.features == "pixels" else config.attentive.encoder_from
               or "random init")
+    scores = dict(scores)
     members, ridge_scores = scores["members"], scores.pop("ridge")
     tasks = {}
-    for task in (pipeline.scored_tasks(config.attentive.task) if metric == "r2" else (config.attentive.task,)):
+    for task in pipeline.scored_tasks(config.attentive.task):  # a classification task is scored by its metric
         key = task if metric == "r2" else metric
         best = max(members, key=lambda m, key=key: m[key])
         tasks[task] = {"score": best[key], "lr": best["lr"], "weight_decay": best["weight_decay"],

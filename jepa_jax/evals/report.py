@@ -75,8 +75,9 @@ def _write_markdown(attentive, rows, config, path: str) -> None:
         lines += [
             "## Attentive probes (final encoder)", "",
             f"Held-out R^2 on {config.probe.num_test} clips of the best of "
-            f"{len(a.learning_rates) * len(a.weight_decays)} attentive probes (lr x weight decay, {config.probe.attentive_steps} steps, depth {a.depth}), trained "
-            "on the frozen tokens to read each ball's position and velocity at the middle frame and its position "
+            f"{len(a.learning_rates) * len(a.weight_decays)} attentive probes (lr x weight decay, "
+            f"{config.probe.attentive_steps} steps, depth {a.depth}), trained on the frozen tokens to read each "
+            "ball's position and velocity at the middle frame and its position "
             f"{a.ahead} frames after the clip (`ahead`); `ridge`: ridge regression on the same tokens pooled into 2x2 "
             "quadrants per time slice. Probe runs: probes/.", "",
             "| encoder | " + " | ".join(f"{t} | {t} ridge" for t in pipeline.MOTION_TASKS) + " |",
