@@ -2,7 +2,8 @@
 
 ``bouncing_balls``: coloured balls under gravity bouncing elastically off the
 walls and each other, with an optional occluder; uint8 clips plus per-frame
-ground-truth state.
+ground-truth state. ``physics_pairs``: violation-of-expectation pairs of those clips (one possible, one
+impossible) for intuitive-physics tests.
 """
 
 from jepa_jax.worlds.bouncing_balls import (

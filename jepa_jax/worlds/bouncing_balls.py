@@ -302,6 +302,7 @@ def step(
     config: BallsWorldConfig,
     force: np.ndarray | None = None,
     contacts: list | None = None,
+    passes: frozenset = frozenset(),
 ) -> BallsState:
     """Advances the state by one frame (``config.substeps`` substeps).
 
@@ -315,6 +316,9 @@ def step(
             without ``force``.
         contacts: optional list; the pairs ``(i, j)`` of balls that touch
             during this frame are appended to it (once per substep).
+        passes: pairs ``(i, j)``, ``i < j``, that pass through each other
+            instead of colliding (impossible events, ``worlds.physics_pairs``);
+            they are not reported in ``contacts``.
 
     Returns:
         The state one frame later; ``state`` is not modified.
@@ -348,6 +352,8 @@ def step(
         overlap = offset2[:, 0] + offset2[:, 1] < contact2
         if np.count_nonzero(overlap):
             for i, j in zip(pair_i[overlap], pair_j[overlap], strict=True):
+                if passes and (int(i), int(j)) in passes:
+                    continue
                 if contacts is not None:
                     contacts.append((int(i), int(j)))
                 _collide_pair(position, velocity, radius, i, j, config.restitution)
@@ -488,10 +494,11 @@ def render(
     radius: np.ndarray,
     config: BallsWorldConfig,
     occluder_x: float = math.nan,
+    colors: np.ndarray | None = None,
 ) -> np.ndarray:
     """Renders anti-aliased balls, vectorised over frames.
 
-    Ball ``i`` is a disc of colour ``BALL_COLORS[i]`` whose coverage (alpha)
+    Ball ``i`` is a disc of colour ``BALL_COLORS[i]`` (or ``colors``) whose coverage (alpha)
     of a pixel is ``clip(r + 0.5 - d, 0, 1)`` with ``d`` the distance from the
     pixel centre to the ball centre (a 1-px soft edge, so sub-pixel motion
     changes the image); a radius ``<= 0`` draws nothing. Balls are composited
@@ -505,6 +512,8 @@ def render(
         radius: ``[N]`` or per-frame ``[T, N]`` radii in px.
         config: world configuration (``size``, ``occluder_width``).
         occluder_x: left edge of the occluder in px; nan draws none.
+        colors: optional uint8 ``[N, 3]`` or per-frame ``[T, N, 3]`` ball
+            colours instead of ``BALL_COLORS[:N]``.
 
     Returns:
         uint8 ``[T, size, size, 3]``.
@@ -523,7 +532,8 @@ def render(
     side = int(np.ceil(2 * reach.max(initial=0.0))) + 1  # patch side covering any disc
     offsets = np.arange(side)
     frame = np.arange(num_frames)[:, None, None]
-    colors = BALL_COLORS.astype(np.float32)
+    colors = BALL_COLORS[:n] if colors is None else np.asarray(colors)
+    colors = np.broadcast_to(colors.astype(np.float32), (num_frames, n, 3))
     for i in range(n):
         centre = position[:, i, :]  # [T, 2]
         start = np.floor(centre - reach[:, i, None]).astype(np.int64)
@@ -533,7 +543,7 @@ def render(
         alpha = np.clip(reach[:, i, None, None] - dist, 0.0, 1.0)[..., None]
         index = (frame, pixel[:, 1, :, None], pixel[:, 0, None, :])
         patch = image[index].astype(np.float32)
-        image[index] = np.rint(patch + alpha * (colors[i] - patch))
+        image[index] = np.rint(patch + alpha * (colors[:, i, None, None] - patch))
     if not math.isnan(occluder_x):
         centres = np.arange(size) + 0.5
         cover = np.clip(
