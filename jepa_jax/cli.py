@@ -13,6 +13,7 @@
   extract        jepa_jax.pretrained.extract(...)
   plan           jepa_jax.evals.plan.evaluate(jepa_jax.evals.plan.load_world_model(...), ...)
   eval probe     jepa_jax.probing.evaluate_probe(model, data, workdir, val=...)
+  eval physics   jepa_jax.evals.physics_report.evaluate(model, out, pairs=..., baseline=...)
   ablate jepa-vs-pixels  jepa_jax.ablate.jepa_vs_pixels(config, workdir, ...)
   bench          jepa_jax.benchmarks.bench.run(config, what, ...)
 
@@ -103,6 +104,13 @@ _WHAT = flags.DEFINE_list("what", ["step"], "Measurements: step, compile, attent
 _COMPARE = flags.DEFINE_string("compare", "none", "none, or torch: time the PyTorch reference (transformers' "
                                "VJEPA2Model modules, the `interop` extra) on the same batch and weights.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement, after a compiling/warm-up call.")
+_PAIRS = flags.DEFINE_string("pairs", None, "A manifest of video pairs, one 'POSSIBLE_PATH IMPOSSIBLE_PATH CATEGORY' "
+                             "line each (default: the built-in world's pairs).")
+_BASELINE = flags.DEFINE_string("baseline", None, "Also score this run, e.g. the pixel-reconstruction arm of "
+                                "`jepa-jax ablate jepa-vs-pixels` (WORKDIR/pixels).")
+_NUM_PAIRS = flags.DEFINE_integer("num_pairs", 64, "Built-in pairs per category.")
+_CONTEXT = flags.DEFINE_integer("context", 0, "Frames of context of the headline table (0: half the model's clip).")
+_REDUCE = flags.DEFINE_string("reduce", "max", "Per-clip surprise over the windows: max or mean.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
@@ -163,6 +171,15 @@ def _eval_probe() -> None:
     else:
         scores = probing.evaluate_probe(_MODEL.value, _DATA.value, _WORKDIR.value, val=_VAL.value or "", base=base)
     print(json.dumps(scores if "preempted_at" in scores else _probe_line(scores, _WORKDIR.value)))
+
+
+def _eval_physics() -> None:
+    from jepa_jax.evals import physics_report  # pylint: disable=g-import-not-at-top
+    out = _OUT.value or os.path.join(_MODEL.value, "physics")
+    summary = physics_report.evaluate(_MODEL.value, out, pairs=_PAIRS.value or "", step=_STEP.value,
+                                      baseline=_BASELINE.value or "", num_pairs=_NUM_PAIRS.value, seed=_SEED.value,
+                                      context=_CONTEXT.value, reduce=_REDUCE.value, batch_size=_BATCH_SIZE.value)
+    print(json.dumps(summary))
 
 
 def _ablate() -> None:
@@ -343,6 +360,14 @@ VERBS = (
           "config": "Probe settings to start from (default: the schema's probe protocol with the model's data "
                     "settings), e.g. experiments/configs/tiny_world.py; then --config.attentive.X=..., "
                     "--config.train.steps=..."}),
+    Verb("eval physics", "Intuitive physics: surprise at impossible events (possible vs impossible twin clips), "
+         "per category, vs random init.", (), ("--model RUN",),
+         ("model", "out", "pairs", "baseline", "num_pairs", "step", "seed", "context", "reduce", "batch_size"),
+         "jepa-jax eval physics --model runs/tiny_world", _eval_physics,
+         {"model": "A `jepa-jax train` run directory (ema, sigreg or pixels) or an export folder with a predictor.",
+          "out": "Folder for physics.json, physics_report.md, physics_surprise.png (default: MODEL/physics).",
+          "seed": "Seed of the built-in pairs, the bootstrap and the random-init weights.",
+          "batch_size": "Windows per forward pass."}),
     Verb("ablate jepa-vs-pixels", "JEPA (ema, sigreg) vs pixel reconstruction vs random init under one budget: "
          "probe scores, FLOPs, wall time.", (), ("--config FILE", "--workdir DIR"),
          ("config", "workdir", "tasks", "probe_steps", *_MULTI_PROCESS),
@@ -359,7 +384,7 @@ VERBS = (
           "model": "--what plan: an `ac` run directory (default: the config's architecture, random weights)."}),
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
-          "eval": "Evaluate a frozen model: attentive probes.",
+          "eval": "Evaluate a frozen model: attentive probes, intuitive physics.",
           "ablate": "Ablations that train and compare several models.",
           "data": "Look at the videos of a manifest, decode them once for training, or collect environment "
                   "trajectories."}

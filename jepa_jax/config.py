@@ -399,7 +399,8 @@ def probe_steps(config) -> list[int]:
 
 def build_maskers(config) -> list:
     """One masker per entry of config.masks, in the order given (= the mask-token index): a V-JEPA 3D multi-block
-    masker (MaskConfig fields), or an I-JEPA 2D one for entries with `num_targets` (ImageMaskConfig fields).
+    masker (MaskConfig fields), an I-JEPA 2D one for entries with `num_targets` (ImageMaskConfig fields), or a
+    causal one (predict the later time slices) for entries with `context_frames_ratio` (CausalMaskConfig).
 
     Build config.masks as ConfigDict(..., sort_keys=False): a plain dict is sorted by key.
     """
@@ -412,9 +413,11 @@ def build_maskers(config) -> list:
         try:
             if "num_targets" in fields:
                 maskers.append(masks_lib.ImageMultiBlockMasker(grid, masks_lib.ImageMaskConfig(**fields)))
+            elif "context_frames_ratio" in fields:
+                maskers.append(masks_lib.CausalMasker(grid, masks_lib.CausalMaskConfig(**fields)))
             else:
                 maskers.append(masks_lib.MultiBlockMasker(grid, masks_lib.MaskConfig(**fields)))
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"config.masks.{name}: {err}") from None
     return maskers
 

@@ -425,3 +425,45 @@ class ImageMultiBlockMasker:
         context_idx = _random_subset(np.where(context.reshape(batch_size, -1), context_keys, np.inf),
                                      self.num_context)
         return context_idx, target_idx.reshape(batch_size, self.config.num_targets, self.num_target)
+
+
+@dataclasses.dataclass(frozen=True)
+class CausalMaskConfig:
+    """Predict the future: the first time slices are the context, every later token the target
+    (jepa-intuitive-physics evaluation_code/src/masks/causal.py, its `ctxt_frames_ratio`).
+
+    Attributes:
+        context_frames_ratio: fraction of the ``T'`` time slices in the context; ``max(1, int(T' * ratio))``.
+    """
+
+    context_frames_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        ratio = self.context_frames_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
+            raise ValueError(f"CausalMaskConfig.context_frames_ratio must be a number in (0, 1), got {ratio!r}")
+
+
+class CausalMasker:
+    """The same causal mask for every sample: ``(context [B, Kc], target [B, Kt])``, context the first
+    ``num_slices`` time slices (token indices below ``num_slices * H' * W'``), target all later tokens."""
+
+    def __init__(self, grid: tuple[int, int, int], config: CausalMaskConfig) -> None:
+        self.grid = _validate_grid(grid)
+        if self.grid[0] < 2:
+            raise ValueError(f"causal masks need at least 2 time slices, the token grid is {self.grid}")
+        self.config = config
+        self.num_slices = min(max(1, int(self.grid[0] * config.context_frames_ratio)), self.grid[0] - 1)
+        self.num_tokens = math.prod(self.grid)
+        self.num_context = self.num_slices * self.grid[1] * self.grid[2]
+        self.num_target = self.num_tokens - self.num_context
+
+    def shapes(self, batch_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (batch_size, self.num_context), (batch_size, self.num_target)
+
+    def __call__(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """One batch; ``rng`` is not used (the mask is fixed), so adding this config changes no other mask."""
+        del rng
+        indices = np.arange(self.num_tokens, dtype=np.int32)
+        return (np.tile(indices[:self.num_context], (batch_size, 1)),
+                np.tile(indices[self.num_context:], (batch_size, 1)))

@@ -27,6 +27,7 @@ VERB_FLAGS = {
             "--proprio_weight --baselines --oracle_episodes",
     "eval probe": "--model --data --val --probe_from --workdir --config --multihost --coordinator_address --num_processes "
                   "--process_id",
+    "eval physics": "--model --out --pairs --baseline --num_pairs --step --seed --context --reduce --batch_size",
     "ablate jepa-vs-pixels": "--config --workdir --tasks --probe_steps --multihost --coordinator_address "
                              "--num_processes --process_id",
     "bench": "--config --what --compare --repeats --data --model",
@@ -92,7 +93,7 @@ def test_overview_lists_every_verb(capsys):
     overview = cli_help(capsys, "--help")
     assert listed_verbs(overview) == ["train", "report", "sweep", "data inspect", "data pack", "data collect",
                                       "data demo", "export", "import", "extract", "plan", "eval probe",
-                                      "ablate jepa-vs-pixels", "bench"]
+                                      "eval physics", "ablate jepa-vs-pixels", "bench"]
     for verb in cli.VERBS:
         assert verb.summary in overview
     assert "`jepa-jax VERB --help` shows" in overview

@@ -34,6 +34,7 @@ def files(*parts: str) -> list[pathlib.Path]:
     (("native.py",), ("jepa_jax.export", "jepa_jax.layouts", "jepa_jax.train", "jepa_jax.evals")),
     (("models",), ("jepa_jax.train", "jepa_jax.data", "jepa_jax.export", "jepa_jax.config")),
     (("envs",), ("jepa_jax.train", "jepa_jax.evals", "jepa_jax.data", "jepa_jax.models", "jepa_jax.config")),
+    (("worlds",), ("jepa_jax.train", "jepa_jax.evals", "jepa_jax.data", "jepa_jax.models", "jepa_jax.config")),
     (("planning.py",), ("jepa_jax",)),  # generic over energies: no models, environments or engine
 ])
 def test_no_upward_imports(where, forbidden):

@@ -256,3 +256,28 @@ def test_bad_batch_size_and_config_type_raise():
         masker(np.random.default_rng(0), 0)
     with pytest.raises(ValueError, match="config"):
         masks.MultiBlockMasker((1, 14, 14), {"num_blocks": 8})
+
+
+@pytest.mark.parametrize("ratio,slices", [(0.5, 4), (0.25, 2), (0.01, 1), (0.99, 7)])
+def test_causal_masks_hide_every_token_after_the_first_time_slices(ratio, slices):
+    masker = masks.CausalMasker((8, 4, 5), masks.CausalMaskConfig(context_frames_ratio=ratio))
+    context, target = masker(np.random.default_rng(0), 3)
+    assert masker.shapes(3) == (context.shape, target.shape) == ((3, slices * 20), (3, 160 - slices * 20))
+    for c, t in zip(context, target):
+        grid = masks.mask_to_grid(c, (8, 4, 5))
+        assert grid[:slices].all() and not grid[slices:].any()  # whole time slices, the earliest ones
+        np.testing.assert_array_equal(np.sort(np.concatenate([c, t])), np.arange(160))
+
+
+def test_causal_mask_config_is_validated_and_built_from_the_run_config(smoke_config):
+    from jepa_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    with pytest.raises(ValueError, match=r"context_frames_ratio must be a number in \(0, 1\), got 1.0"):
+        masks.CausalMaskConfig(context_frames_ratio=1.0)
+    with pytest.raises(ValueError, match="causal masks need at least 2 time slices"):
+        masks.CausalMasker((1, 4, 4), masks.CausalMaskConfig())
+    smoke_config.masks.long_range = {"context_frames_ratio": 0.5}
+    built = config_lib.build_maskers(smoke_config)
+    assert isinstance(built[0], masks.MultiBlockMasker) and isinstance(built[1], masks.CausalMasker)
+    smoke_config.masks.long_range = {"context_frames_ratio": 2.0}
+    with pytest.raises(ValueError, match=r"config.masks.long_range: CausalMaskConfig.context_frames_ratio"):
+        config_lib.build_maskers(smoke_config)
