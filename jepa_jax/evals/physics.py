@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from jepa_jax import config as config_lib, export, native, objectives
 from jepa_jax.models import pixel_decoder, vit
@@ -120,9 +121,10 @@ def _window_surprise(params, windows, *, encoder, predictor, grid, context_token
 
 
 def surprise(model: SurpriseModel, clips: np.ndarray, *, stride: int = 2, batch_size: int = 32,
-             contexts: tuple[int, ...] | None = None) -> np.ndarray:
+             contexts: tuple[int, ...] | None = None, progress: str = "") -> np.ndarray:
     """Surprise of uint8 clips [B, T, H, W, 3] -> float32 [B, C, W]: per clip, context length (`contexts`, frames;
-    default context_lengths(model)) and window (window_starts(T, model.window, stride))."""
+    default context_lengths(model)) and window (window_starts(T, model.window, stride)). progress: a progress-bar
+    label (windows/s, ETA), or "" for none."""
     clips = np.asarray(clips)
     if clips.dtype != np.uint8 or clips.ndim != 5 or clips.shape[2:] != (model.size, model.size, 3):
         raise ValueError(f"clips must be uint8 [B, T, {model.size}, {model.size}, 3] (the model's frame size), got "
@@ -139,7 +141,7 @@ def surprise(model: SurpriseModel, clips: np.ndarray, *, stride: int = 2, batch_
     per_slice = grid[1] * grid[2]
     context_tokens = tuple(c // tubelet * per_slice for c in contexts)
     out = []
-    for begin in range(0, len(windows), batch_size):
+    for begin in tqdm.trange(0, len(windows), batch_size, desc=progress, unit="batch", disable=not progress):
         chunk = windows[begin:begin + batch_size]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
         values = _window_surprise(model.params, padded, encoder=model.encoder, predictor=model.predictor,

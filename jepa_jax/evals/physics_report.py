@@ -120,8 +120,8 @@ def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = N
     values, results = {}, {}
     for model in models:
         values[model.name] = {kind: physics.surprise(model, getattr(pair_set, kind), stride=stride,
-                                                     batch_size=batch_size)
-                              for kind in tqdm.tqdm(("possible", "impossible"), desc=f"surprise: {model.name}")}
+                                                     batch_size=batch_size, progress=f"surprise: {model.name}, {kind}")
+                              for kind in ("possible", "impossible")}
         results[model.name] = {
             "headline": _scores(values[model.name], pair_set, contexts.index(context), reduce),
             "by_context": {f"{c}/{r}": _scores(values[model.name], pair_set, i, r)
