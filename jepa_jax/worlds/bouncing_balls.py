@@ -559,7 +559,7 @@ def render(
     return image
 
 
-def _occluder_x(config: BallsWorldConfig, seed: int) -> float:
+def occluder_left_edge(config: BallsWorldConfig, seed: int) -> float:
     """Left edge of the occluder for clip ``seed``, or nan when disabled.
 
     Drawn from its own stream so that switching the occluder on or off leaves
@@ -583,7 +583,7 @@ def generate_clip(config: BallsWorldConfig, seed: int) -> Clip:
     """
     contacts = np.zeros(config.num_frames, dtype=bool)
     position, velocity, radius = simulate(config, seed, contacts=contacts)
-    occluder_x = _occluder_x(config, seed)
+    occluder_x = occluder_left_edge(config, seed)
     frames = render(position, radius, config, occluder_x)
     return Clip(
         frames=frames,

@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jepa_jax.worlds.bouncing_balls import (BALL_COLORS, BallsState, BallsWorldConfig, _occluder_x, initial_state,
-                                            render, step)
+from jepa_jax.worlds.bouncing_balls import (BALL_COLORS, BallsState, BallsWorldConfig, initial_state,
+                                            occluder_left_edge, render, step)
 
 CATEGORIES = ("permanence", "continuity", "solidity", "inertia", "gravity", "constancy")
 _MAX_ATTEMPTS = 2000
@@ -288,7 +288,7 @@ def make_pair(config: BallsWorldConfig, category: str, seed: int) -> PhysicsPair
         world_seed = int(rng.integers(2**31))
         start = initial_state(config, np.random.default_rng(world_seed))
         scene = _Scene(world_seed, rng, start, _simulate(config, start))
-        occluder_x = _occluder_x(config, world_seed)
+        occluder_x = occluder_left_edge(config, world_seed)
         made = _MAKERS[category](config, scene, occluder_x)
         if made is not None:
             possible, impossible, variant, event, balls = made
