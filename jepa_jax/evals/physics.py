@@ -56,6 +56,12 @@ class SurpriseModel:
         return config_lib.clip_shape(self.config)[0]
 
     @property
+    def grid(self) -> tuple[int, int, int]:
+        """(T', H', W') token grid of one window."""
+        return vit.token_grid((1, self.window, self.size, self.size, 3), self.config.model.patch_size,
+                              self.config.model.tubelet_size)
+
+    @property
     def size(self) -> int:
         return config_lib.clip_shape(self.config)[1]
 
@@ -100,24 +106,61 @@ def window_starts(num_frames: int, window: int, stride: int = 2) -> np.ndarray:
     return np.arange(0, num_frames - window + 1, stride)
 
 
-@functools.partial(jax.jit, static_argnames=("encoder", "predictor", "grid", "context_tokens", "pixels", "mask_index"))
+def _targets(params, windows, encoder, pixels):
+    """[B, N, D]: what predictions are scored against: the target encoder's layer-normalised features, or (pixels)
+    each tubelet's normalised pixels."""
+    if pixels:
+        return pixel_decoder.pixel_targets(windows, encoder.patch_size, encoder.tubelet_size)
+    return objectives.normalize_targets(vit.encode(encoder, params["target"], windows).astype(jnp.float32))
+
+
+def _predict_hidden(params, windows, k: int, *, encoder, predictor, grid, mask_index):
+    """[B, N - k, D]: the predictor's guess of every token after the first k, from the context encoder's k."""
+    batch, num_tokens = windows.shape[0], int(np.prod(grid))
+    context_idx = jnp.broadcast_to(jnp.arange(k), (batch, k))
+    target_idx = jnp.broadcast_to(jnp.arange(k, num_tokens), (batch, num_tokens - k))
+    context = vit.encode(encoder, params["context"], windows, context_idx)
+    prediction = predictor.apply({"params": params["predictor"]}, context, context_idx, target_idx, grid, mask_index)
+    return prediction.astype(jnp.float32)
+
+
+_STATIC = ("encoder", "predictor", "grid", "context_tokens", "pixels", "mask_index")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
 def _window_surprise(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index):
     """uint8 windows [B, W, H, W, 3] -> surprise [B, len(context_tokens)]: mean |prediction - target| over the
     hidden tokens and channels, the context being the first k tokens (whole time slices) for each k."""
-    batch, num_tokens = windows.shape[0], int(np.prod(grid))
-    if pixels:
-        targets = pixel_decoder.pixel_targets(windows, encoder.patch_size, encoder.tubelet_size)
-    else:
-        targets = objectives.normalize_targets(vit.encode(encoder, params["target"], windows).astype(jnp.float32))
-    surprise = []
-    for k in context_tokens:
-        context_idx = jnp.broadcast_to(jnp.arange(k), (batch, k))
-        target_idx = jnp.broadcast_to(jnp.arange(k, num_tokens), (batch, num_tokens - k))
-        context = vit.encode(encoder, params["context"], windows, context_idx)
-        prediction = predictor.apply({"params": params["predictor"]}, context, context_idx, target_idx, grid,
-                                     mask_index)
-        surprise.append(jnp.mean(jnp.abs(prediction.astype(jnp.float32) - targets[:, k:]), axis=(1, 2)))
-    return jnp.stack(surprise, axis=1)
+    targets = _targets(params, windows, encoder, pixels)
+    return jnp.stack([jnp.mean(jnp.abs(_predict_hidden(params, windows, k, encoder=encoder, predictor=predictor,
+                                                       grid=grid, mask_index=mask_index) - targets[:, k:]),
+                               axis=(1, 2)) for k in context_tokens], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _predictions_and_targets(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index):
+    return (_predict_hidden(params, windows, context_tokens, encoder=encoder, predictor=predictor, grid=grid,
+                            mask_index=mask_index), _targets(params, windows, encoder, pixels))
+
+
+def prediction_check(model: SurpriseModel, windows: np.ndarray, context: int) -> dict:
+    """Does the predictor use its context? On uint8 windows [B, window, H, W, 3], context their first `context`
+    frames, the L1 to the hidden tokens' targets of: the predictor; each hidden token's mean over the B windows (a
+    floor that ignores the context); a copy of the last context time slice (a floor that assumes nothing moves).
+    Also the predictions' and the targets' std across windows (a predictor that ignores its context has ~0)."""
+    tubelet, grid = model.config.model.tubelet_size, model.grid
+    per_slice, k = grid[1] * grid[2], context // tubelet * grid[1] * grid[2]
+    prediction, targets = (np.asarray(x, np.float64) for x in _predictions_and_targets(
+        model.params, windows, encoder=model.encoder, predictor=model.predictor, grid=grid, context_tokens=k,
+        pixels=model.pixels, mask_index=model.mask_index))
+    hidden = targets[:, k:]
+    last = targets[:, k - per_slice:k]
+    copy = np.tile(last, (1, hidden.shape[1] // per_slice, 1))
+    return {"predictor": float(np.abs(prediction - hidden).mean()),
+            "token_mean": float(np.abs(hidden - hidden.mean(axis=0)).mean()),
+            "copy_last_slice": float(np.abs(hidden - copy).mean()),
+            "prediction_std": float(prediction.std(axis=0).mean()), "target_std": float(hidden.std(axis=0).mean()),
+            "windows": len(windows), "context": context}
 
 
 def surprise(model: SurpriseModel, clips: np.ndarray, *, stride: int = 2, batch_size: int = 32,
@@ -137,7 +180,7 @@ def surprise(model: SurpriseModel, clips: np.ndarray, *, stride: int = 2, batch_
     starts = window_starts(clips.shape[1], model.window, stride)
     windows = np.stack([clips[:, s:s + model.window] for s in starts], axis=1).reshape(-1, model.window,
                                                                                          *clips.shape[2:])
-    grid = vit.token_grid(windows.shape, model.config.model.patch_size, tubelet)
+    grid = model.grid
     per_slice = grid[1] * grid[2]
     context_tokens = tuple(c // tubelet * per_slice for c in contexts)
     out = []

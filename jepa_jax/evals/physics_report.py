@@ -18,6 +18,9 @@ from jepa_jax.evals import physics
 from jepa_jax.worlds import BallsWorldConfig, physics_pairs
 
 
+CHECK_WINDOWS = 64  # possible clips whose first window the prediction check reads
+
+
 @dataclasses.dataclass
 class PairSet:
     """Clips of N pairs: possible / impossible uint8 [N, T, H, W, 3], categories [N], event frames [N] (-1:
@@ -117,8 +120,11 @@ def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = N
         raise ValueError(f"--context {context}: choose one of {list(contexts)} (frames)")
     pair_set = (manifest_pairs(pairs, trained.size, trained.window) if pairs
                 else builtin_pairs(trained, num_pairs, seed))
-    values, results = {}, {}
+    values, results, checks = {}, {}, {}
+    spread = max(1, len(pair_set.possible) // CHECK_WINDOWS)  # every category, not just the first
+    first_windows = pair_set.possible[::spread][:CHECK_WINDOWS, :trained.window]
     for model in models:
+        checks[model.name] = physics.prediction_check(model, first_windows, context)
         values[model.name] = {kind: physics.surprise(model, getattr(pair_set, kind), stride=stride,
                                                      batch_size=batch_size, progress=f"surprise: {model.name}, {kind}")
                               for kind in ("possible", "impossible")}
@@ -129,12 +135,29 @@ def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = N
     os.makedirs(out, exist_ok=True)
     summary = {"model": model_path, "pairs": pairs or "builtin", "num_pairs": len(pair_set.categories),
                "context": context, "reduce": reduce, "stride": stride, "window": trained.window,
-               "scores": {name: r["headline"] for name, r in results.items()}}
+               "scores": {name: r["headline"] for name, r in results.items()}, "prediction_check": checks}
     with open(os.path.join(out, "physics.json"), "w", encoding="utf-8") as f:
         json.dump({**summary, "by_context": {n: r["by_context"] for n, r in results.items()}}, f, indent=2)
     _write_markdown(summary, os.path.join(out, "physics_report.md"))
     _plot_examples(values[trained.name], pair_set, trained, context, stride, os.path.join(out, "physics_surprise.png"))
     return {**summary, "report": os.path.join(out, "physics_report.md")}
+
+
+def _check_lines(checks: dict) -> list[str]:
+    """The prediction check as a table: does each predictor use its context at all?"""
+    any_check = next(iter(checks.values()))
+    lines = ["## Does the predictor predict?", "",
+             f"L1 to the hidden tokens' targets on the first window of {any_check['windows']} possible clips, "
+             f"{any_check['context']} frames of context: the predictor, each hidden token's mean over those clips (a "
+             "floor that ignores the context) and a copy of the last context time slice (a floor that assumes "
+             "nothing moves); and the predictions' std across clips next to the targets'. A predictor no better "
+             "than both floors cannot tell a possible future from an impossible one.", "",
+             "| model | predictor | token mean | copy last slice | prediction std | target std |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, c in checks.items():
+        lines.append(f"| {name} | {c['predictor']:.3f} | {c['token_mean']:.3f} | {c['copy_last_slice']:.3f} | "
+                     f"{c['prediction_std']:.3f} | {c['target_std']:.3f} |")
+    return lines + [""]
 
 
 def _write_markdown(summary: dict, path: str) -> None:
@@ -154,7 +177,7 @@ def _write_markdown(summary: dict, path: str) -> None:
             s = summary["scores"][name][category]
             cells.append(f"{s['accuracy']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] | {s['auroc']:.3f}")
         lines.append(f"| {category} | {summary['scores'][names[0]][category]['pairs']} | " + " | ".join(cells) + " |")
-    lines += ["", "![surprise over time](physics_surprise.png)", ""]
+    lines += ["", "![surprise over time](physics_surprise.png)", ""] + _check_lines(summary["prediction_check"])
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
 

@@ -67,6 +67,21 @@ def test_surprise_matches_a_direct_computation_per_clip_context_and_window(smoke
                 np.testing.assert_allclose(values[b, c, w], want, rtol=2e-5, err_msg=(b, context, start))
 
 
+def test_prediction_check_compares_the_predictor_with_the_token_mean_and_the_copy_floors(smoke_config):
+    model = physics.random_model(_with_future_mask(smoke_config), seed=0)
+    windows = np.random.default_rng(1).integers(0, 256, (3, 8, 64, 64, 3), dtype=np.uint8)
+    check = physics.prediction_check(model, windows, context=4)  # 2 of 4 time slices of 64 tokens
+    targets = np.stack([_layer_norm(model.encoder.apply({"params": model.params["target"]},
+                                                        vit.normalize_video(w[None])))[0] for w in windows])
+    hidden, last = targets[:, 128:], targets[:, 64:128]
+    assert check["predictor"] == pytest.approx(np.mean([_reference(model, w, 0, 4) for w in windows]), rel=2e-5)
+    assert check["token_mean"] == pytest.approx(np.abs(hidden - hidden.mean(0)).mean(), rel=2e-5)
+    assert check["copy_last_slice"] == pytest.approx(
+        np.abs(hidden - np.concatenate([last, last], axis=1)).mean(), rel=2e-5)
+    assert check["target_std"] == pytest.approx(hidden.std(0).mean(), rel=2e-5)
+    assert check["windows"] == 3 and check["context"] == 4
+
+
 def test_mask_index_is_the_causal_configs_token_or_the_first(smoke_config):
     assert physics.random_model(smoke_config).mask_index == 0
     assert physics.random_model(_with_future_mask(smoke_config)).mask_index == 2
@@ -117,6 +132,8 @@ def test_evaluate_scores_every_category_for_the_model_and_its_random_init(smoke_
     written = json.load(open(os.path.join(out, "physics.json"), encoding="utf-8"))
     assert set(written["by_context"]["trained"]) == {f"{c}/{r}" for c in (2, 4, 6) for r in ("max", "mean")}
     assert written["by_context"]["trained"]["4/max"] == summary["scores"]["trained"]
+    assert summary["prediction_check"]["trained"]["windows"] == 3 * len(physics_pairs.CATEGORIES)
+    assert "| random_init |" in open(os.path.join(out, "physics_report.md"), encoding="utf-8").read()
     for name in ("physics_report.md", "physics_surprise.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0
 
