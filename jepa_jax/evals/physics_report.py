@@ -109,6 +109,9 @@ def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = N
     `baseline`, a pixel-reconstruction run; per category. context: frames of context of the headline table
     (default: half the window); every context length and both reductions are in physics.json."""
     physics.per_clip(np.zeros(1), reduce)  # validate before anything loads
+    for name, value in (("num_pairs", num_pairs), ("stride", stride), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name}={value!r}: must be a positive integer")
     trained = physics.load_model(model_path, step)
     models = [trained, physics.random_model(trained.config, seed)]
     if baseline:

@@ -179,6 +179,8 @@ def test_bad_pairs_and_models_are_one_line_errors(smoke_run, tmp_path):
         physics_report.evaluate(encoder_only, folder)
     with pytest.raises(ValueError, match="reduce='median': choose one of"):
         physics_report.evaluate(smoke_run, folder, reduce="median")
+    with pytest.raises(ValueError, match="--num_pairs=0: must be a positive integer"):
+        physics_report.evaluate(smoke_run, folder, num_pairs=0)
 
 
 @pytest.mark.slow
