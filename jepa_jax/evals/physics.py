@@ -143,13 +143,23 @@ def _predictions_and_targets(params, windows, *, encoder, predictor, grid, conte
                             mask_index=mask_index), _targets(params, windows, encoder, pixels))
 
 
+def _context_tokens(model: SurpriseModel, contexts: tuple[int, ...]) -> tuple[int, ...]:
+    """Context lengths in frames -> context tokens (whole time slices); a one-line error for a length that is no
+    multiple of the tubelet or leaves nothing to predict."""
+    tubelet, grid = model.config.model.tubelet_size, model.grid
+    if any(c % tubelet or not 0 < c < model.window for c in contexts):
+        raise ValueError(f"context lengths {contexts} must be multiples of the tubelet ({tubelet}) below the "
+                         f"window ({model.window} frames)")
+    return tuple(c // tubelet * grid[1] * grid[2] for c in contexts)
+
+
 def prediction_check(model: SurpriseModel, windows: np.ndarray, context: int) -> dict:
     """Does the predictor use its context? On uint8 windows [B, window, H, W, 3], context their first `context`
     frames, the L1 to the hidden tokens' targets of: the predictor; each hidden token's mean over the B windows (a
     floor that ignores the context); a copy of the last context time slice (a floor that assumes nothing moves).
     Also the predictions' and the targets' std across windows (a predictor that ignores its context has ~0)."""
-    tubelet, grid = model.config.model.tubelet_size, model.grid
-    per_slice, k = grid[1] * grid[2], context // tubelet * grid[1] * grid[2]
+    (k,), grid = _context_tokens(model, (context,)), model.grid
+    per_slice = grid[1] * grid[2]
     prediction, targets = (np.asarray(x, np.float64) for x in _predictions_and_targets(
         model.params, windows, encoder=model.encoder, predictor=model.predictor, grid=grid, context_tokens=k,
         pixels=model.pixels, mask_index=model.mask_index))
@@ -173,22 +183,16 @@ def surprise(model: SurpriseModel, clips: np.ndarray, *, stride: int = 2, batch_
         raise ValueError(f"clips must be uint8 [B, T, {model.size}, {model.size}, 3] (the model's frame size), got "
                          f"{clips.dtype} {clips.shape}")
     contexts = contexts or context_lengths(model)
-    tubelet = model.config.model.tubelet_size
-    if any(c % tubelet or not 0 < c < model.window for c in contexts):
-        raise ValueError(f"context lengths {contexts} must be multiples of the tubelet ({tubelet}) below the "
-                         f"window ({model.window} frames)")
+    context_tokens = _context_tokens(model, contexts)
     starts = window_starts(clips.shape[1], model.window, stride)
     windows = np.stack([clips[:, s:s + model.window] for s in starts], axis=1).reshape(-1, model.window,
                                                                                          *clips.shape[2:])
-    grid = model.grid
-    per_slice = grid[1] * grid[2]
-    context_tokens = tuple(c // tubelet * per_slice for c in contexts)
     out = []
     for begin in tqdm.trange(0, len(windows), batch_size, desc=progress, unit="batch", disable=not progress):
         chunk = windows[begin:begin + batch_size]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
         values = _window_surprise(model.params, padded, encoder=model.encoder, predictor=model.predictor,
-                                  grid=grid, context_tokens=context_tokens, pixels=model.pixels,
+                                  grid=model.grid, context_tokens=context_tokens, pixels=model.pixels,
                                   mask_index=model.mask_index)
         out.append(np.asarray(values)[:len(chunk)])
     return np.concatenate(out).reshape(len(clips), len(starts), len(contexts)).transpose(0, 2, 1)

@@ -75,6 +75,7 @@ def manifest_pairs(manifest: str, size: int, window: int) -> PairSet:
     """The pairs of a manifest, every frame, resized (short side) and centre-cropped to size x size. Every header
     is checked (equal length and size within a pair, at least `window` frames) before any frame is decoded."""
     rows = read_pair_manifest(manifest)
+    lengths = []
     for number, (possible, impossible, _) in enumerate(rows, start=1):
         a, b = video.probe(possible), video.probe(impossible)
         if (a.num_frames, a.height, a.width) != (b.num_frames, b.height, b.width):
@@ -83,7 +84,8 @@ def manifest_pairs(manifest: str, size: int, window: int) -> PairSet:
         if a.num_frames < window:
             raise ValueError(f"pair {number} of {manifest}: {a.num_frames} frames, fewer than the model's "
                              f"{window}-frame window")
-    length = min(video.probe(row[0]).num_frames for row in rows)
+        lengths.append(a.num_frames)
+    length = min(lengths)
     load = lambda path: transforms.center_crop(
         transforms.short_side_resize(video.decode_frames(path, np.arange(length)), size), size)
     clips = [(load(p), load(i)) for p, i, _ in tqdm.tqdm(rows, desc="decoding pairs", unit="pair")]
@@ -131,16 +133,14 @@ def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = N
         values[model.name] = {kind: physics.surprise(model, getattr(pair_set, kind), stride=stride,
                                                      batch_size=batch_size, progress=f"surprise: {model.name}, {kind}")
                               for kind in ("possible", "impossible")}
-        results[model.name] = {
-            "headline": _scores(values[model.name], pair_set, contexts.index(context), reduce),
-            "by_context": {f"{c}/{r}": _scores(values[model.name], pair_set, i, r)
-                           for i, c in enumerate(contexts) for r in physics.REDUCTIONS}}
+        results[model.name] = {f"{c}/{r}": _scores(values[model.name], pair_set, i, r)
+                               for i, c in enumerate(contexts) for r in physics.REDUCTIONS}
     os.makedirs(out, exist_ok=True)
     summary = {"model": model_path, "pairs": pairs or "builtin", "num_pairs": len(pair_set.categories),
                "context": context, "reduce": reduce, "stride": stride, "window": trained.window,
-               "scores": {name: r["headline"] for name, r in results.items()}, "prediction_check": checks}
+               "scores": {name: r[f"{context}/{reduce}"] for name, r in results.items()}, "prediction_check": checks}
     with open(os.path.join(out, "physics.json"), "w", encoding="utf-8") as f:
-        json.dump({**summary, "by_context": {n: r["by_context"] for n, r in results.items()}}, f, indent=2)
+        json.dump({**summary, "by_context": results}, f, indent=2)
     _write_markdown(summary, os.path.join(out, "physics_report.md"))
     _plot_examples(values[trained.name], pair_set, trained, context, stride, os.path.join(out, "physics_surprise.png"))
     return {**summary, "report": os.path.join(out, "physics_report.md")}

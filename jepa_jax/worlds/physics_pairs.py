@@ -172,10 +172,15 @@ def max_frame_displacement(config: BallsWorldConfig) -> float:
     return 2 * math.sqrt(config.max_speed**2 + 2 * config.gravity * config.size)
 
 
+def _ball_and_event(config, rng) -> tuple[int, int]:
+    """A uniformly drawn ball, then an event frame uniform in event_range."""
+    ball = int(rng.integers(config.num_balls))
+    return ball, int(rng.integers(*event_range(config.num_frames), endpoint=True))
+
+
 def _continuity(config, scene, occluder_x):
     base, rng = scene.base, scene.rng
-    ball = int(rng.integers(config.num_balls))
-    event = int(rng.integers(*event_range(config.num_frames), endpoint=True))
+    ball, event = _ball_and_event(config, rng)
     others = np.arange(config.num_balls) != ball
     target = _free_spot(config, base["position"][event, others], base["radius"][others], base["radius"][ball],
                         base["position"][event - 1, ball], 1.5 * max_frame_displacement(config), rng)
@@ -241,9 +246,7 @@ def _inertia(config, scene, occluder_x):
 
 
 def _gravity(config, scene, occluder_x):
-    rng = scene.rng
-    ball = int(rng.integers(config.num_balls))
-    event = int(rng.integers(*event_range(config.num_frames), endpoint=True))
+    ball, event = _ball_and_event(config, scene.rng)
     lift = np.zeros((config.num_balls, 2))
     lift[ball, 1] = -2 * config.gravity  # net acceleration -gravity: it falls upwards
     broken = _simulate(config, scene.start, force=lambda t: lift if t >= event else None)
@@ -251,10 +254,8 @@ def _gravity(config, scene, occluder_x):
 
 
 def _constancy(config, scene, occluder_x):
-    rng = scene.rng
-    n = config.num_balls
-    ball = int(rng.integers(n))
-    event = int(rng.integers(*event_range(config.num_frames), endpoint=True))
+    rng, n = scene.rng, config.num_balls
+    ball, event = _ball_and_event(config, rng)
     unused = np.arange(n, len(BALL_COLORS)) if n < len(BALL_COLORS) else np.delete(np.arange(n), ball)
     color = np.broadcast_to(BALL_COLORS[:n], (config.num_frames, n, 3)).copy()
     color[event:, ball] = BALL_COLORS[int(rng.choice(unused))]
