@@ -62,6 +62,9 @@ _PRINT_COMMANDS = flags.DEFINE_bool("print_commands", False, "Print one `jepa-ja
                                     "cluster) instead of running them here.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only build the sharded state abstractly and lower the step on the "
                              "config's mesh (no allocation); print mesh, parameter counts, bytes per device.")
+_TOPOLOGY = flags.DEFINE_string("topology", None, "With --dry_run: size the run for a target topology instead "
+                                "(v5p-256, v5e-64, v6e-64, v4-32, gpu:8x8, ...): mesh, state and activation bytes "
+                                "per chip, FLOPs, expected step time; one line when it does not fit.")
 _RUN = flags.DEFINE_string("run", None, "A run directory, or an export/import folder.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step of a run (default: the newest).")
 _FORMAT = flags.DEFINE_string("format", "native", "native (safetensors + config.json + model card), fair "
@@ -135,9 +138,31 @@ def _print_report(config, workdir) -> None:
         print(f.read())
 
 
+def _preflight() -> None:
+    """train --dry_run --topology NAME: benchmarks.preflight's table and one JSON line."""
+    from jepa_jax import topology  # pylint: disable=g-import-not-at-top
+    if not _DRY_RUN.value:
+        raise ValueError("--topology sizes a run for another machine: add --dry_run")
+    import jax  # pylint: disable=g-import-not-at-top
+    target = topology.get(_TOPOLOGY.value)
+    # Before JAX starts: the host's CPU runs the pre-flight (no accelerator is probed), with CPU devices standing
+    # for the chips where the step cannot be compiled for the real topology.
+    jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS") or "cpu")
+    aot = target.generation in topology.AOT_GENERATIONS and topology.has_tpu_compiler()
+    if not aot and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        jax.config.update("jax_num_cpu_devices", target.chips)
+    from jepa_jax.benchmarks import preflight  # pylint: disable=g-import-not-at-top
+    result = preflight.preflight(_run_config(), target.name)
+    print(preflight.table(result))
+    print(json.dumps(result))
+
+
 def _train() -> None:
     from jepa_jax.evals import report  # pylint: disable=g-import-not-at-top
     from jepa_jax.train import loop  # pylint: disable=g-import-not-at-top
+    if _TOPOLOGY.value:
+        _preflight()
+        return
     config, workdir = _run_config(), _WORKDIR.value
     if _DRY_RUN.value:
         print(json.dumps(loop.dry_run(config)))
@@ -296,7 +321,8 @@ _MULTI_PROCESS = ("multihost", "coordinator_address", "num_processes", "process_
 _SAMPLING = ("frames", "fps", "frame_step")
 VERBS = (
     Verb("train", "Train a model on a config and probe it (report.md); --rerun repeats a run, --dry_run sizes it.",
-         (), ("--config FILE|--rerun DIR", "--workdir DIR"), ("config", "workdir", "rerun", "dry_run", *_MULTI_PROCESS),
+         (), ("--config FILE|--rerun DIR", "--workdir DIR"), ("config", "workdir", "rerun", "dry_run", "topology",
+                                                             *_MULTI_PROCESS),
          "jepa-jax train --config experiments/configs/tiny_world.py --workdir runs/tiny_world", _train),
     Verb("report", "Probe a built-in-world run again (attentive + ridge probes): report.md and PNG plots.", (),
          ("--config FILE", "--workdir DIR"), ("config", "workdir", *_MULTI_PROCESS),

@@ -14,7 +14,8 @@ import tqdm
 # estimate (fp32 AVX2 FMA at ~3 GHz); override any entry with config.monitor.peak_flops.
 PEAK_FLOPS = (
     ("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12), ("A10G", 70e12),
-    ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5", 197e12), ("TPU v4", 275e12), ("TPU v3", 123e12),
+    # libtpu's device kinds: v5e "TPU v5 lite", v5p "TPU v5", v6e "TPU v6 lite" (first match wins)
+    ("TPU v6", 918e12), ("TPU v5 lite", 197e12), ("TPU v5", 459e12), ("TPU v4", 275e12), ("TPU v3", 123e12),
 )
 CPU_PEAK_PER_CORE = 1e11
 

@@ -13,7 +13,7 @@ from tests.conftest import REPO, TINY_WORLD, run_cli
 
 # Written out, not read from cli.VERBS: a verb whose help loses a flag fails the help tests.
 VERB_FLAGS = {
-    "train": "--config --workdir --rerun --dry_run --multihost --coordinator_address --num_processes --process_id",
+    "train": "--config --workdir --rerun --dry_run --topology --multihost --coordinator_address --num_processes --process_id",
     "report": "--config --workdir --multihost --coordinator_address --num_processes --process_id",
     "sweep": "--workdir --print_commands",
     "data inspect": "--out --frames --fps --frame_step --crop",

@@ -122,10 +122,11 @@ def train_state_init_fn(run: Run):
     frames, size = config_lib.clip_shape(config)
     if config.objective == "ac":  # the encoder sees one frame at a time, as a clip of tubelet_size copies
         frames = config.model.tubelet_size
-    video = jnp.zeros((1, frames, size, size, 3), jnp.float32)
-    key = jax.random.key(config.seed)
     members = len(config_lib.probe_members(config)) if config.objective == "probe" else 0
-    return lambda: state_lib.init_train_state(key, run.encoder, run.predictor, run.optimizer, video,
+    # Key and sample clip are made inside the traced function: nothing runs eagerly on the mesh's devices (which
+    # may be abstract, e.g. a TPU topology compiled for ahead of time).
+    return lambda: state_lib.init_train_state(jax.random.key(config.seed), run.encoder, run.predictor, run.optimizer,
+                                              jnp.zeros((1, frames, size, size, 3), jnp.float32),
                                               config_lib.predictor_inputs(config), use_ema=config.objective == "ema",
                                               stacked=config.model.scan_layers, members=members,
                                               online_probe=config_lib.online_probe_shape(config))
