@@ -1,10 +1,74 @@
-# Shared settings for the TPU VM scripts; sourced, not run. Override by exporting before calling a script.
+# shellcheck shell=bash
+# Shared by the TPU VM scripts; sourced, not run. Settings come from one env file (TPU_ENV, default
+# tpu_scripts/tpu.env; copy tpu.env.example); one exported in the environment wins over the file's:
+#   TPU_NAME, TPU_ZONE, TPU_ACCELERATOR (e.g. v5p-32) are required; TPU_PROJECT (default: gcloud's),
+#   TPU_SPOT=true (spot capacity), TPU_QUEUED=true (a queued resource), TPU_RUNTIME (the VM image),
+#   WORKDIR (the run directory) and WORKDIR_SHARED=true when every host sees it (a slice of several hosts needs
+#   that: mount a bucket with gcsfuse, or an NFS share, on every host), REMOTE_DIR (default jepa_jax).
 set -euo pipefail
-: "${TPU_NAME:?set TPU_NAME, e.g. export TPU_NAME=jepa-v5p-32}"
-: "${TPU_ZONE:?set TPU_ZONE, e.g. export TPU_ZONE=us-east5-a}"
-TPU_PROJECT_FLAG=${TPU_PROJECT:+--project=$TPU_PROJECT}
-REMOTE_DIR=${REMOTE_DIR:-jepa_jax}
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-on_all_workers() {  # run a shell command on every host of the pod slice, in parallel
-  gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$TPU_ZONE" $TPU_PROJECT_FLAG --worker=all --command="$1"
+die() { echo "$(basename "$0"): $*" >&2; exit 1; }
+
+help_if_asked() {  # print the calling script's header comment for -h / --help
+  case "${1:-}" in
+    -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  esac
+}
+
+SETTINGS=(TPU_NAME TPU_ZONE TPU_ACCELERATOR TPU_PROJECT TPU_SPOT TPU_QUEUED TPU_RUNTIME WORKDIR WORKDIR_SHARED
+  REMOTE_DIR)
+
+load_env() {  # the env file's settings; a setting exported in the environment wins over the file's
+  local env_file=${TPU_ENV:-$SCRIPTS/tpu.env} name
+  local -A exported=()
+  for name in "${SETTINGS[@]}"; do
+    if [[ -n "${!name+set}" ]]; then exported[$name]=${!name}; fi
+  done
+  if [[ -f "$env_file" ]]; then
+    # shellcheck source=/dev/null
+    source "$env_file"
+    for name in "${!exported[@]}"; do printf -v "$name" '%s' "${exported[$name]}"; done
+  elif [[ -n "${TPU_ENV:-}" ]]; then
+    die "TPU_ENV=$TPU_ENV does not exist: copy tpu_scripts/tpu.env.example there and fill it in"
+  fi
+  for name in TPU_NAME TPU_ZONE TPU_ACCELERATOR; do
+    [[ -n "${!name:-}" ]] || die "$name is not set: put it in ${env_file} (see tpu_scripts/tpu.env.example)"
+  done
+  command -v gcloud > /dev/null || die "gcloud not found on PATH: install the Google Cloud CLI (cloud.google.com/sdk)"
+  REMOTE_DIR=${REMOTE_DIR:-jepa_jax}
+  LOCATION=(--zone="$TPU_ZONE")
+  if [[ -n "${TPU_PROJECT:-}" ]]; then LOCATION+=(--project="$TPU_PROJECT"); fi
+  HOSTS=$(hosts_of "$TPU_ACCELERATOR")
+}
+
+hosts_of() {  # hosts of a slice: 4 chips per host (v4 and v5p count 2 TensorCores per chip); v5e/v6e <= 8 chips: 1
+  local generation=${1%-*} count=${1##*-}
+  [[ "$count" =~ ^[0-9]+$ ]] || die "TPU_ACCELERATOR=$1: expected v4-N, v5p-N, v5litepod-N or v6e-N"
+  case "$generation" in
+    v4|v5p) echo $(( count <= 8 ? 1 : count / 8 )) ;;
+    v5litepod|v5e|v6e) echo $(( count <= 8 ? 1 : count / 4 )) ;;
+    *) die "TPU_ACCELERATOR=$1: expected v4-N, v5p-N, v5litepod-N or v6e-N" ;;
+  esac
+}
+
+require_shared_workdir() {  # several hosts write one run directory: every one of them must see it
+  [[ -n "${WORKDIR:-}" ]] || die "WORKDIR is not set: the run directory, e.g. WORKDIR=/gcs/BUCKET/runs/NAME"
+  if [[ "$WORKDIR" == *://* ]]; then
+    die "WORKDIR=$WORKDIR: object-store run directories are not supported yet; mount the bucket on every host" \
+      "(gcsfuse) and give the mount's path, with WORKDIR_SHARED=true"
+  fi
+  if (( HOSTS > 1 )) && [[ "${WORKDIR_SHARED:-false}" != true ]]; then
+    die "WORKDIR=$WORKDIR must be shared by the $HOSTS hosts of $TPU_ACCELERATOR (a gcsfuse or NFS mount on" \
+      "every host): then set WORKDIR_SHARED=true"
+  fi
+}
+
+tpu_state() {  # READY, CREATING, PREEMPTED, ... or NOT_FOUND
+  gcloud compute tpus tpu-vm describe "$TPU_NAME" "${LOCATION[@]}" --format='value(state)' 2> /dev/null \
+    || echo NOT_FOUND
+}
+
+on_workers() {  # on_workers WORKERS COMMAND: run a shell command on "all" hosts (in parallel) or one
+  gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${LOCATION[@]}" --worker="$1" --command="$2"
 }

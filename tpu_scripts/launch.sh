@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Start `jepa-jax train` on every host of the slice (one process per host; jax.distributed finds its peers):
-#   TPU_NAME=... TPU_ZONE=... tpu_scripts/launch.sh --config experiments/configs/tiny_world.py \
-#       --workdir gs://BUCKET/runs/NAME --config.mesh.fsdp=-1 --config.mesh.data=1
-# The workdir must be shared by all hosts (a gs:// bucket): every host writes its checkpoint shards and
-# data-iterator state there. Logs go to ~/REMOTE_DIR/train.log on each host; process 0 writes metrics.
-# Re-running the same command after a preemption resumes from the newest complete checkpoint.
+# Start `jepa-jax train --multihost --workdir $WORKDIR ARGS...` on every host of the slice (one process per host;
+# jax.distributed finds its peers), in the background; logs in REMOTE_DIR/train.log on each host, the exit
+# status in REMOTE_DIR/train.rc. Safe to rerun: hosts where training runs already are left alone, and a run
+# directory with checkpoints resumes from the newest complete one.
+#   tpu_scripts/launch.sh --config experiments/configs/vjepa2_vitl16.py --config.mesh.fsdp=-1
+# With several hosts, WORKDIR must be a path every host sees (WORKDIR_SHARED=true): all of them write checkpoints.
 source "$(dirname "$0")/common.sh"
-args=$(printf '%q ' "$@")
-on_all_workers "cd $REMOTE_DIR && nohup .venv/bin/jepa-jax train --multihost $args > train.log 2>&1 &"
+help_if_asked "$@"
+load_env
+require_shared_workdir
+# The command travels base64-encoded into REMOTE_DIR/train.sh, so no argument needs quoting twice.
+train_args=$(printf '%q ' --multihost --workdir "$WORKDIR" "$@")
+script=$(printf '.venv/bin/jepa-jax train %s\necho $? > train.rc\n' "$train_args")
+encoded=$(printf '%s' "$script" | base64 -w 0)
+on_workers all "cd $REMOTE_DIR && if pgrep -f 'jepa-jax train' > /dev/null; then echo 'training runs already'; \
+  else rm -f train.rc && echo $encoded | base64 -d > train.sh && nohup bash train.sh > train.log 2>&1 & fi"

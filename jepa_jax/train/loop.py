@@ -367,6 +367,9 @@ def train(config, workdir: str) -> dict:
 
     Stops early (with a checkpoint of the current step) on SIGTERM / preemption: summary["preempted_at"].
     """
+    if "://" in workdir:  # os.makedirs would make a local folder "gs:" on every host, and the run would be lost
+        raise ValueError(f"--workdir {workdir}: object-store run directories are not supported yet; give a path "
+                         f"every host can write (e.g. the bucket mounted with gcsfuse)")
     if config.data.source == "trajectories":
         check_trajectories(config)
     os.makedirs(workdir, exist_ok=True)

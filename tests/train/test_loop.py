@@ -83,3 +83,10 @@ def test_nonfinite_updates_are_skipped_when_asked(smoke_config, tmp_path):
     ckpt = checkpoint.Checkpointer(str(tmp_path))
     state = ckpt.restore(6, checkpoint.abstract_like(loop.build_run(smoke_config).state))
     assert all_finite(state.params)
+
+
+def test_an_object_store_workdir_is_refused_before_anything_is_written(smoke_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"--workdir gs://bucket/run: object-store run directories are not supported"):
+        loop.train(smoke_config, "gs://bucket/run")
+    assert not os.listdir(tmp_path)
