@@ -387,7 +387,7 @@ VERBS = (
                     "settings), e.g. experiments/configs/tiny_world.py; then --config.attentive.X=..., "
                     "--config.train.steps=..."}),
     Verb("eval physics", "Intuitive physics: surprise at impossible events (possible vs impossible twin clips), "
-         "per category, vs random init.", (), ("--model RUN",),
+         "per category, vs random init and the features without the predictor.", (), ("--model RUN",),
          ("model", "out", "pairs", "baseline", "num_pairs", "step", "seed", "context", "reduce", "batch_size"),
          "jepa-jax eval physics --model runs/tiny_world", _eval_physics,
          {"model": "A `jepa-jax train` run directory (ema, sigreg or pixels) or an export folder with a predictor.",

@@ -12,7 +12,9 @@ evaluation_code/evals/intuitive_physics/eval.py):
   (ties count half). AUROC is that fraction over all possible x impossible clips of a category, pairs or not.
 
 A pixel-reconstruction model (objective "pixels") gets the same protocol on the normalised pixels of the hidden
-tubelets: its decoder's prediction against the real ones (the paper's VideoMAE baseline).
+tubelets: its decoder's prediction against the real ones (the paper's VideoMAE baseline). A model with
+`copy_last_slice` has no predictor: the last context time slice of the targets stands for every later slice, a
+floor that tells whether the features carry an event at all.
 """
 
 import dataclasses
@@ -38,6 +40,7 @@ class SurpriseModel:
     encoder: vit.VisionTransformer
     predictor: object
     params: dict  # {"context": encoder, "target": encoder, "predictor": predictor} parameter trees
+    copy_last_slice: bool = False  # predict by copying the targets' last context slice (the predictor is unused)
 
     @property
     def pixels(self) -> bool:
@@ -124,23 +127,35 @@ def _predict_hidden(params, windows, k: int, *, encoder, predictor, grid, mask_i
     return prediction.astype(jnp.float32)
 
 
-_STATIC = ("encoder", "predictor", "grid", "context_tokens", "pixels", "mask_index")
+def _hidden_guess(params, windows, targets, k: int, *, encoder, predictor, grid, mask_index, copy):
+    """[B, N - k, D]: the predictor's guess of the tokens after the first k or, with `copy`, the targets' last
+    context time slice repeated."""
+    if not copy:
+        return _predict_hidden(params, windows, k, encoder=encoder, predictor=predictor, grid=grid,
+                               mask_index=mask_index)
+    per_slice = grid[1] * grid[2]
+    return jnp.tile(targets[:, k - per_slice:k], (1, (targets.shape[1] - k) // per_slice, 1))
+
+
+_STATIC = ("encoder", "predictor", "grid", "context_tokens", "pixels", "mask_index", "copy")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _window_surprise(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index):
+def _window_surprise(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index, copy):
     """uint8 windows [B, W, H, W, 3] -> surprise [B, len(context_tokens)]: mean |prediction - target| over the
     hidden tokens and channels, the context being the first k tokens (whole time slices) for each k."""
     targets = _targets(params, windows, encoder, pixels)
-    return jnp.stack([jnp.mean(jnp.abs(_predict_hidden(params, windows, k, encoder=encoder, predictor=predictor,
-                                                       grid=grid, mask_index=mask_index) - targets[:, k:]),
-                               axis=(1, 2)) for k in context_tokens], axis=1)
+    guess = functools.partial(_hidden_guess, params, windows, targets, encoder=encoder, predictor=predictor,
+                              grid=grid, mask_index=mask_index, copy=copy)
+    return jnp.stack([jnp.mean(jnp.abs(guess(k) - targets[:, k:]), axis=(1, 2)) for k in context_tokens], axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _predictions_and_targets(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index):
-    return (_predict_hidden(params, windows, context_tokens, encoder=encoder, predictor=predictor, grid=grid,
-                            mask_index=mask_index), _targets(params, windows, encoder, pixels))
+def _predictions_and_targets(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index,
+                             copy):
+    targets = _targets(params, windows, encoder, pixels)
+    return _hidden_guess(params, windows, targets, context_tokens, encoder=encoder, predictor=predictor, grid=grid,
+                         mask_index=mask_index, copy=copy), targets
 
 
 def _context_tokens(model: SurpriseModel, contexts: tuple[int, ...]) -> tuple[int, ...]:
@@ -162,7 +177,7 @@ def prediction_check(model: SurpriseModel, windows: np.ndarray, context: int) ->
     per_slice = grid[1] * grid[2]
     prediction, targets = (np.asarray(x, np.float64) for x in _predictions_and_targets(
         model.params, windows, encoder=model.encoder, predictor=model.predictor, grid=grid, context_tokens=k,
-        pixels=model.pixels, mask_index=model.mask_index))
+        pixels=model.pixels, mask_index=model.mask_index, copy=model.copy_last_slice))
     hidden = targets[:, k:]
     last = targets[:, k - per_slice:k]
     copy = np.tile(last, (1, hidden.shape[1] // per_slice, 1))
@@ -193,7 +208,7 @@ def surprise(model: SurpriseModel, clips: np.ndarray, *, stride: int = 2, batch_
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
         values = _window_surprise(model.params, padded, encoder=model.encoder, predictor=model.predictor,
                                   grid=model.grid, context_tokens=context_tokens, pixels=model.pixels,
-                                  mask_index=model.mask_index)
+                                  mask_index=model.mask_index, copy=model.copy_last_slice)
         out.append(np.asarray(values)[:len(chunk)])
     return np.concatenate(out).reshape(len(clips), len(starts), len(contexts)).transpose(0, 2, 1)
 

@@ -107,15 +107,17 @@ def _scores(values: dict, pairs: PairSet, context_index: int, reduce: str) -> di
 def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = None, baseline: str = "",
              num_pairs: int = 64, seed: int = 0, context: int = 0, reduce: str = "max", stride: int = 2,
              batch_size: int = 32) -> dict:
-    """Surprise-based scores of the model at `model_path`, the same architecture at random init and, with
-    `baseline`, a pixel-reconstruction run; per category. context: frames of context of the headline table
+    """Surprise-based scores of the model at `model_path`, the same architecture at random init, the model's
+    features without its predictor (copy_last_slice) and, with `baseline`, a pixel-reconstruction run; per
+    category. context: frames of context of the headline table
     (default: half the window); every context length and both reductions are in physics.json."""
     physics.per_clip(np.zeros(1), reduce)  # validate before anything loads
     for name, value in (("num_pairs", num_pairs), ("stride", stride), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name}={value!r}: must be a positive integer")
     trained = physics.load_model(model_path, step)
-    models = [trained, physics.random_model(trained.config, seed)]
+    models = [trained, physics.random_model(trained.config, seed),
+              dataclasses.replace(trained, name="copy_last_slice", copy_last_slice=True)]
     if baseline:
         other = physics.load_model(baseline)
         models.append(dataclasses.replace(other, name="pixels" if other.pixels else "baseline"))
@@ -171,7 +173,9 @@ def _write_markdown(summary: dict, path: str) -> None:
              f"half; chance 0.5), per clip the {summary['reduce']} surprise over {summary['window']}-frame windows "
              f"every {summary['stride']} frames, {summary['context']} frames of context; bootstrap 95% interval "
              f"over pairs; AUROC over all clips of the category. Pairs: {summary['pairs']} "
-             f"({summary['num_pairs']}). Every context length and the mean over time: physics.json.", "",
+             f"({summary['num_pairs']}). copy_last_slice: the trained model's features without its predictor, the "
+             f"last context time slice standing for every later one (do the features carry the event at all?). "
+             f"Every context length and the mean over time: physics.json.", "",
              "| category | pairs | " + " | ".join(f"{n} accuracy [95% CI] | {n} AUROC" for n in names) + " |",
              "|---|---:|" + "---:|" * 2 * len(names)]
     for category in categories:

@@ -82,6 +82,24 @@ def test_prediction_check_compares_the_predictor_with_the_token_mean_and_the_cop
     assert check["windows"] == 3 and check["context"] == 4
 
 
+def test_the_copy_floor_scores_the_last_context_slice_of_the_targets_against_every_later_one(smoke_config):
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    model = physics.random_model(smoke_config, seed=0)
+    copy = dataclasses.replace(model, name="copy_last_slice", copy_last_slice=True)
+    clips = np.random.default_rng(2).integers(0, 256, (2, 10, 64, 64, 3), dtype=np.uint8)
+    values = physics.surprise(copy, clips, stride=2, batch_size=4)  # windows at 0 and 2; contexts 2, 4, 6
+    for b in range(2):
+        for w, start in enumerate((0, 2)):
+            targets = _layer_norm(model.encoder.apply({"params": model.params["target"]},
+                                                      vit.normalize_video(clips[b, None, start:start + 8])))[0]
+            slices = targets.reshape(4, 64, -1)  # 4 time slices of 8 x 8 tokens
+            for c, context in enumerate((2, 4, 6)):
+                last = slices[context // 2 - 1]
+                want = np.abs(slices[context // 2:] - last).mean()
+                np.testing.assert_allclose(values[b, c, w], want, rtol=2e-5, err_msg=(b, start, context))
+    assert not np.allclose(values, physics.surprise(model, clips, stride=2, batch_size=4))  # not the predictor's
+
+
 def test_mask_index_is_the_causal_configs_token_or_the_first(smoke_config):
     assert physics.random_model(smoke_config).mask_index == 0
     assert physics.random_model(_with_future_mask(smoke_config)).mask_index == 2
@@ -123,7 +141,7 @@ def test_evaluate_scores_every_category_for_the_model_and_its_random_init(smoke_
     out = str(tmp_path / "physics")
     summary = physics_report.evaluate(smoke_run, out, num_pairs=3, baseline=smoke_run)
     assert summary["context"] == 4 and summary["num_pairs"] == 3 * len(physics_pairs.CATEGORIES)
-    assert set(summary["scores"]) == {"trained", "random_init", "baseline"}
+    assert set(summary["scores"]) == {"trained", "random_init", "copy_last_slice", "baseline"}
     for scores in summary["scores"].values():
         assert set(scores) == set(physics_pairs.CATEGORIES)
         for s in scores.values():
@@ -133,7 +151,10 @@ def test_evaluate_scores_every_category_for_the_model_and_its_random_init(smoke_
     assert set(written["by_context"]["trained"]) == {f"{c}/{r}" for c in (2, 4, 6) for r in ("max", "mean")}
     assert written["by_context"]["trained"]["4/max"] == summary["scores"]["trained"]
     assert summary["prediction_check"]["trained"]["windows"] == 3 * len(physics_pairs.CATEGORIES)
-    assert "| random_init |" in open(os.path.join(out, "physics_report.md"), encoding="utf-8").read()
+    report = open(os.path.join(out, "physics_report.md"), encoding="utf-8").read()
+    assert "| random_init |" in report and "copy_last_slice accuracy" in report
+    check = summary["prediction_check"]["copy_last_slice"]
+    assert check["predictor"] == pytest.approx(check["copy_last_slice"])  # it is the copy
     for name in ("physics_report.md", "physics_surprise.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0
 
