@@ -148,8 +148,8 @@ def _preflight() -> None:
     # Before JAX starts: the host's CPU runs the pre-flight (no accelerator is probed), with CPU devices standing
     # for the chips where the step cannot be compiled for the real topology.
     jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS") or "cpu")
-    aot = target.generation in topology.AOT_GENERATIONS and topology.has_tpu_compiler()
-    if not aot and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    if not topology.compiles_for_tpu(target) and "xla_force_host_platform_device_count" not in os.environ.get(
+            "XLA_FLAGS", ""):
         jax.config.update("jax_num_cpu_devices", target.chips)
     from jepa_jax.benchmarks import preflight  # pylint: disable=g-import-not-at-top
     result = preflight.preflight(_run_config(), target.name)

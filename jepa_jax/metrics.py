@@ -53,10 +53,15 @@ def peak_flops_per_device(device=None, override: float = 0.0) -> float:
     device = device or jax.local_devices()[0]
     if device.platform == "cpu":
         return (os.cpu_count() or 1) * CPU_PEAK_PER_CORE / jax.local_device_count()
+    return peak_flops_of_kind(device.device_kind)
+
+
+def peak_flops_of_kind(device_kind: str) -> float:
+    """Peak FLOP/s of an accelerator by its device kind (e.g. "TPU v5 lite", "NVIDIA H100 80GB HBM3"), PEAK_FLOPS."""
     for name, flops in PEAK_FLOPS:
-        if name.lower() in device.device_kind.lower():
+        if name.lower() in device_kind.lower():
             return flops
-    raise ValueError(f"no peak FLOP/s known for device kind {device.device_kind!r}: set "
+    raise ValueError(f"no peak FLOP/s known for device kind {device_kind!r}: set "
                      f"--config.monitor.peak_flops=<FLOP/s per device>")
 
 

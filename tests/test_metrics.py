@@ -43,6 +43,7 @@ def test_peak_flops_table_override_and_unknown_device():
     assert metrics.peak_flops_per_device(h100) == 989e12
     v5e = types.SimpleNamespace(platform="tpu", device_kind="TPU v5 lite")
     assert metrics.peak_flops_per_device(v5e) == 197e12
+    assert metrics.peak_flops_of_kind("TPU v5") == 459e12  # v5p's device kind
     assert metrics.peak_flops_per_device(h100, override=1e12) == 1e12
     with pytest.raises(ValueError, match=r"no peak FLOP/s known for device kind 'Mystery X1': set "
                                          r"--config.monitor.peak_flops"):

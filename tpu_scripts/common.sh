@@ -64,6 +64,10 @@ require_shared_workdir() {  # several hosts write one run directory: every one o
   fi
 }
 
+# A remote shell test: is `jepa-jax train` running on this host? (used by launch.sh and watch.sh)
+# shellcheck disable=SC2034
+TRAINING_RUNS="pgrep -f 'jepa-jax train' > /dev/null"
+
 tpu_state() {  # READY, CREATING, PREEMPTED, ... or NOT_FOUND
   gcloud compute tpus tpu-vm describe "$TPU_NAME" "${LOCATION[@]}" --format='value(state)' 2> /dev/null \
     || echo NOT_FOUND

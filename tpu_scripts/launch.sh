@@ -13,5 +13,5 @@ require_shared_workdir
 train_args=$(printf '%q ' --multihost --workdir "$WORKDIR" "$@")
 script=$(printf '.venv/bin/jepa-jax train %s\necho $? > train.rc\n' "$train_args")
 encoded=$(printf '%s' "$script" | base64 -w 0)
-on_workers all "cd $REMOTE_DIR && if pgrep -f 'jepa-jax train' > /dev/null; then echo 'training runs already'; \
+on_workers all "cd $REMOTE_DIR && if $TRAINING_RUNS; then echo 'training runs already'; \
   else rm -f train.rc && echo $encoded | base64 -d > train.sh && nohup bash train.sh > train.log 2>&1 & fi"

@@ -9,7 +9,7 @@ source "$(dirname "$0")/common.sh"
 help_if_asked "$@"
 load_env
 require_shared_workdir
-status_command="cd $REMOTE_DIR 2> /dev/null && if pgrep -f 'jepa-jax train' > /dev/null; then echo running; \
+status_command="cd $REMOTE_DIR 2> /dev/null && if $TRAINING_RUNS; then echo running; \
 elif [ -f train.rc ]; then echo \"done \$(cat train.rc)\"; else echo idle; fi || echo idle"
 for (( round = 1; ${WATCH_MAX_ROUNDS:-0} == 0 || round <= ${WATCH_MAX_ROUNDS:-0}; round++ )); do
   state=$(tpu_state)

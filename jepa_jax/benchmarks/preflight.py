@@ -24,9 +24,8 @@ import numpy as np
 
 from jepa_jax import config as config_lib, topology as topology_lib
 from jepa_jax.benchmarks import flops
+from jepa_jax.topology import GIB
 from jepa_jax.train import loop
-
-GIB = 2 ** 30
 
 
 @contextlib.contextmanager

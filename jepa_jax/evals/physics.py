@@ -133,7 +133,11 @@ def _hidden_guess(params, windows, targets, k: int, *, encoder, predictor, grid,
     if not copy:
         return _predict_hidden(params, windows, k, encoder=encoder, predictor=predictor, grid=grid,
                                mask_index=mask_index)
-    per_slice = grid[1] * grid[2]
+    return _repeat_last_slice(targets, k, grid[1] * grid[2])
+
+
+def _repeat_last_slice(targets, k: int, per_slice: int):
+    """[B, N, D] -> [B, N - k, D]: the last context time slice (tokens k - per_slice .. k) for every later slice."""
     return jnp.tile(targets[:, k - per_slice:k], (1, (targets.shape[1] - k) // per_slice, 1))
 
 
@@ -174,13 +178,11 @@ def prediction_check(model: SurpriseModel, windows: np.ndarray, context: int) ->
     floor that ignores the context); a copy of the last context time slice (a floor that assumes nothing moves).
     Also the predictions' and the targets' std across windows (a predictor that ignores its context has ~0)."""
     (k,), grid = _context_tokens(model, (context,)), model.grid
-    per_slice = grid[1] * grid[2]
     prediction, targets = (np.asarray(x, np.float64) for x in _predictions_and_targets(
         model.params, windows, encoder=model.encoder, predictor=model.predictor, grid=grid, context_tokens=k,
         pixels=model.pixels, mask_index=model.mask_index, copy=model.copy_last_slice))
     hidden = targets[:, k:]
-    last = targets[:, k - per_slice:k]
-    copy = np.tile(last, (1, hidden.shape[1] // per_slice, 1))
+    copy = np.asarray(_repeat_last_slice(targets, k, grid[1] * grid[2]), np.float64)  # float32 values: exact
     return {"predictor": float(np.abs(prediction - hidden).mean()),
             "token_mean": float(np.abs(hidden - hidden.mean(axis=0)).mean()),
             "copy_last_slice": float(np.abs(hidden - copy).mean()),
