@@ -10,11 +10,15 @@ Transformer blocks are stored unrolled (`blocks_0`, ...) whatever the run's layo
 unrolled runs read each other's checkpoints.
 """
 
+import hashlib
+import json
+import math
 import os
 
 from absl import logging
 import grain
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -96,10 +100,33 @@ class Checkpointer:
         stored_layout = stacking.unstack(abstract_state)
         self.check_compatible(step, stored_layout)
         items = {"state": ocp.args.StandardRestore(stored_layout)}
-        if data_iter is not None:
+        data_file = os.path.join(self.directory, str(step), "data",
+                                 f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+        if data_iter is not None and os.path.exists(data_file):
             items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+        elif data_iter is not None:
+            data_iter.set_state(self._shared_data_position(step))
         state = self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
         return stacking.stack_onto(state, abstract_state) if stacking.is_stacked(abstract_state) else state
+
+    def _shared_data_position(self, step: int) -> dict:
+        """The data iterator state every process of another process count saved at `step`, for this process count.
+
+        Each process reads its share of one global stream, one local batch per step (data/pipeline.host_share), so
+        global batch k holds the same clips, with the same crops, at any process count and the position, k, carries
+        over; the masks, drawn per host, are not the ones the old process count would have drawn."""
+        folder = os.path.join(self.directory, str(step), "data")
+        names = sorted(n for n in os.listdir(folder) if n.startswith("process_") and n.endswith(".json"))
+        states = []
+        for name in names:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                states.append(json.load(f))
+        if not states or any(s != states[0] for s in states):
+            raise ValueError(f"{folder}: the data positions {names} differ or are missing, so the run cannot move to "
+                             f"{jax.process_count()} processes; resume it with the process count that wrote it")
+        logging.warning("checkpoint %d was written by %d processes; %d go on from its data position %s", step,
+                        len(names), jax.process_count(), states[0])
+        return states[0]
 
     def restore_params(self, step: int, device=None) -> dict:
         """Only the model weights of checkpoint `step`, on one device (default this process's first):
@@ -143,3 +170,36 @@ def resolve_step(run_dir: str, step: int | None = None) -> int:
 def abstract_like(tree):
     """ShapeDtypeStructs (with shardings) of a live tree: the restore target for `Checkpointer.restore`."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def fingerprint(tree) -> str:
+    """16 hex digits that change when any bit of any leaf (or a leaf's name) does, and stay the same on any mesh,
+    process count or block layout: each leaf's uint32 words are mixed with their row-major positions (murmur3's
+    finalizer) and summed modulo 2^32 on the devices that hold them (an integer sum does not depend on the reduction
+    order); the sums are hashed with the leaf paths of the unrolled tree. Leaves wider than 32 bits are refused."""
+    paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(stacking.unstack(tree))[0])
+    digest = hashlib.sha256()
+    for path, total in zip(paths, jax.device_get(_mixed_word_sums(list(leaves)))):
+        digest.update(f"{jax.tree_util.keystr(path)}={int(total)};".encode())
+    return digest.hexdigest()[:16]
+
+
+@jax.jit
+def _mixed_word_sums(leaves: list) -> list:
+    """[sum_i mix(bits(x_i) ^ (i * 0x9E3779B9)) mod 2^32 for each leaf x], i the row-major position and mix
+    murmur3's 32-bit finalizer."""
+    sums = []
+    for x in leaves:
+        if x.dtype.itemsize > 4:
+            raise ValueError(f"fingerprint: a {x.dtype} leaf is wider than 32 bits")
+        words = x.astype(jnp.uint32) if x.dtype == jnp.bool_ else jax.lax.bitcast_convert_type(
+            x, jnp.dtype(f"uint{8 * x.dtype.itemsize}")).astype(jnp.uint32)
+        position = jnp.zeros(x.shape, jnp.uint32)
+        for axis in range(x.ndim):
+            stride = math.prod(x.shape[axis + 1:]) % 2**32
+            position += jax.lax.broadcasted_iota(jnp.uint32, x.shape, axis) * jnp.uint32(stride)
+        h = words ^ (position * jnp.uint32(0x9E3779B9))
+        h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+        h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+        sums.append(jnp.sum(h ^ (h >> 16), dtype=jnp.uint32))
+    return sums

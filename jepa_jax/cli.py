@@ -131,11 +131,13 @@ def _run_config():
 
 def _print_report(config, workdir) -> None:
     """Probes the run in `workdir` (attentive probes on its final encoder, ridge probes on its checkpoints) and
-    prints report.md."""
+    prints report.md (process 0, which wrote it)."""
+    import jax  # pylint: disable=g-import-not-at-top
     from jepa_jax import probing  # pylint: disable=g-import-not-at-top
     result = probing.run_report(config, workdir)
-    with open(result["paths"]["report.md"], encoding="utf-8") as f:
-        print(f.read())
+    if jax.process_index() == 0:
+        with open(result["paths"]["report.md"], encoding="utf-8") as f:
+            print(f.read())
 
 
 def _preflight() -> None:

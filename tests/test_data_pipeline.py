@@ -84,3 +84,31 @@ def test_mixing_follows_the_weights_and_epochs_are_reshuffled():
     epochs = single.reshape(3, 10)
     assert all(sorted(e) == list(range(10)) for e in epochs)  # each epoch is a permutation
     assert not np.array_equal(epochs[0], epochs[1])  # and a new one every epoch
+
+
+class StampDraw:
+    """A loader that writes the element's clip index and its first random draw into the clip."""
+
+    def __call__(self, element, rng):
+        draw = int(rng.integers(256))
+        return {"video": np.stack([element["video"][..., 0], np.full_like(element["video"][..., 0], draw)], -1)}
+
+
+def global_batches(process_count: int, steps: int = 3, global_batch: int = 8) -> list[set]:
+    """Per step, the (clip, draw) pairs of the processes' local batches together."""
+    maskers = [masks_lib.MultiBlockMasker((1, 4, 4), masks_lib.MaskConfig(num_blocks=1, spatial_scale=(0.25, 0.25)))]
+    streams = [iter(pipeline.make_train_dataset(ConstantSource(0, 100), maskers, global_batch // process_count,
+                                                seed=3, load=StampDraw(), process_index=p,
+                                                process_count=process_count)) for p in range(process_count)]
+    batches = []
+    for _ in range(steps):
+        pixels = np.concatenate([next(s)["video"][:, 0, 0, 0] for s in streams])
+        batches.append(set(map(tuple, pixels.tolist())))
+    return batches
+
+
+def test_global_batches_hold_the_same_clips_and_draws_at_any_process_count():
+    one = global_batches(1)
+    assert all(len(b) == 8 for b in one)
+    assert global_batches(2) == one
+    assert global_batches(4) == one

@@ -330,7 +330,7 @@ def probe_dataset(config, local_batch_size: int) -> grain.IterDataset:
     load = LoadVideoClip(sources, v.frames_per_clip, v.crop_size, frame_step=v.frame_step or None,
                          target_fps=v.fps or None, scale=PROBE_SCALE, aspect_ratio=PROBE_ASPECT_RATIO, flip_p=0.0,
                          max_retries=v.max_retries, segments=config.attentive.segments, with_targets=True)
-    examples = host_share(sources, config.seed, weights=v.weights or None, tag=True).random_map(load)
+    examples = host_share(sources, config.seed, weights=v.weights or None, tag=True, load=load)
     return examples.batch(local_batch_size, drop_remainder=True).to_iter_dataset(read)
 
 
@@ -350,12 +350,16 @@ def _video_only(element: dict) -> dict:
     return {"video": element["video"]}
 
 
-def host_share(sources, seed: int, *, weights: Sequence[float] | None = None, tag: bool = False,
+def host_share(sources, seed: int, *, weights: Sequence[float] | None = None, tag: bool = False, load=None,
                process_index: int | None = None, process_count: int | None = None) -> grain.MapDataset:
-    """This process's share of an infinite, shuffled stream of source elements (not yet loaded or batched).
+    """This process's share of an infinite, shuffled stream of source elements (not yet batched): every
+    process_count-th element from process_index on, so that the processes' k-th local batches together hold
+    global elements [k G, (k + 1) G) at any process count (G the global batch).
 
     Each source is shuffled with seed + k and repeated; several are mixed with `weights` (default equal); `tag` adds
-    "source": k to every element, for loaders that read from the source it came from.
+    "source": k to every element, for loaders that read from the source it came from. `load`, a grain random-map
+    callable, runs on the global stream, so an element's random draws (crop, flip) follow its global position,
+    not which process reads it.
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -365,6 +369,8 @@ def host_share(sources, seed: int, *, weights: Sequence[float] | None = None, ta
     if tag:
         datasets = [d.map(_tag(k)) for k, d in enumerate(datasets)]
     dataset = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
+    if load is not None:
+        dataset = dataset.random_map(load)
     return dataset[process_index::process_count]
 
 
@@ -384,9 +390,10 @@ def make_train_dataset(sources, maskers, local_batch_size: int, seed: int, *, we
         "video"; by default only "video" is kept.
     """
     process_index = jax.process_index() if process_index is None else process_index
-    dataset = host_share(sources, seed, weights=weights, tag=load is not None, process_index=process_index,
+    dataset = host_share(sources, seed, weights=weights, tag=load is not None, load=load, process_index=process_index,
                          process_count=process_count)
-    dataset = dataset.map(labels or _video_only) if load is None else dataset.random_map(load)
+    if load is None:
+        dataset = dataset.map(labels or _video_only)
     dataset = dataset.batch(local_batch_size, drop_remainder=True)
     dataset = dataset.random_map(SampleMasks(maskers, stream=process_index))
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))

@@ -363,7 +363,8 @@ def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
 
 
 def train(config, workdir: str) -> dict:
-    """Train for config.train.steps; returns a summary {steps, wall_s, steps_per_s, compile_s, final metrics}.
+    """Train for config.train.steps; returns a summary {steps, wall_s, steps_per_s, compile_s, params_fingerprint
+    (checkpoint.fingerprint of the final parameters), final metrics}.
 
     Stops early (with a checkpoint of the current step) on SIGTERM / preemption: summary["preempted_at"].
     """
@@ -441,7 +442,7 @@ def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: 
     return {"preempted_at": preempted_at, "wall_s": time.perf_counter() - started,
             "compile_s": logger.compile_s, "compilation_cache": jax.config.jax_compilation_cache_dir or None,
             "steps_per_s": progress.steps_per_second(),
-            "checkpoint_blocking_s": save_blocking_s,
+            "checkpoint_blocking_s": save_blocking_s, "params_fingerprint": checkpoint.fingerprint(state.params),
             "flops_per_step_per_device": logger.flops, **logger.last}
 
 

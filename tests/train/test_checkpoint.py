@@ -2,12 +2,14 @@
 
 import shutil
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jepa_jax import checkpoint
+from jepa_jax.models import stacking
 from jepa_jax.train import loop
 from tests.train.test_step import host_batches, run_steps
 
@@ -98,3 +100,57 @@ def test_existing_checkpoints_without_resume_fail_before_training(smoke_config, 
     with pytest.raises(ValueError, match=r"already holds checkpoints \[0\]: use a new --workdir or "
                                          r"--config.train.resume=True"):
         loop.train(smoke_config, str(tmp_path))
+
+
+def advanced_stream(batches: int):
+    it = iter(grain.MapDataset.range(100).batch(4).to_iter_dataset())
+    for _ in range(batches):
+        next(it)
+    return it
+
+
+def test_a_data_position_written_by_another_process_count_carries_over_when_all_agree(tmp_path):
+    ckpt = checkpoint.Checkpointer(str(tmp_path))
+    ckpt.save(2, small_state(2.0), advanced_stream(3))
+    ckpt.wait()
+    folder = tmp_path / "checkpoints" / "2" / "data"
+    written = (folder / "process_0-of-1.json").read_text()
+    (folder / "process_0-of-1.json").unlink()
+    for process in range(4):  # as if four processes had written it
+        (folder / f"process_{process}-of-4.json").write_text(written)
+    fresh = advanced_stream(0)
+    ckpt.restore(2, checkpoint.abstract_like(small_state(0.0)), fresh)
+    np.testing.assert_array_equal(next(fresh), np.arange(12, 16))
+
+    (folder / "process_3-of-4.json").write_text(written.replace("3", "5"))
+    with pytest.raises(ValueError, match="process_3-of-4.json.*differ.*resume it with the process count"):
+        ckpt.restore(2, checkpoint.abstract_like(small_state(0.0)), advanced_stream(0))
+
+
+def reference_word_sum(leaf) -> int:
+    """sum_i mix(bits(x_i) ^ (i * 0x9E3779B9)) mod 2^32 in numpy, mix murmur3's 32-bit finalizer (32-bit leaves)."""
+    words = np.asarray(leaf).reshape(-1).view(np.uint32).astype(np.uint64)
+    m = 2**32
+    h = words ^ (np.arange(words.size, dtype=np.uint64) * 0x9E3779B9 % m)
+    h = (h ^ (h >> 16)) * 0x85EBCA6B % m
+    h = (h ^ (h >> 13)) * 0xC2B2AE35 % m
+    return int((h ^ (h >> 16)).sum() % m)
+
+
+def test_fingerprint_mixes_bits_with_positions_and_is_the_same_on_any_mesh_or_layout():
+    mesh = jax.make_mesh((8,), ("fsdp",))
+    params = {"blocks_0": {"w": jnp.arange(48.0).reshape(8, 6)}, "blocks_1": {"w": -jnp.arange(48.0).reshape(8, 6)},
+              "scale": jnp.float32(0.5)}
+    sums = checkpoint._mixed_word_sums([params["blocks_1"]["w"], params["scale"]])
+    assert [int(s) for s in sums] == [reference_word_sum(params["blocks_1"]["w"]), reference_word_sum(np.float32(0.5))]
+    reference = checkpoint.fingerprint(params)
+    sharded = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    sharded["blocks_0"]["w"] = jax.device_put(params["blocks_0"]["w"], jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(mesh.axis_names)))
+    assert checkpoint.fingerprint(sharded) == reference
+    assert checkpoint.fingerprint(stacking.stack(params)) == reference
+    one_ulp = params["blocks_0"]["w"].at[3, 2].set(np.nextafter(np.float32(20.0), np.float32(21.0)))
+    assert checkpoint.fingerprint({**params, "blocks_0": {"w": one_ulp}}) != reference
+    for changed in ({**params, "blocks_0": params["blocks_1"], "blocks_1": params["blocks_0"]},  # sign bits only
+                    {**params, "blocks_0": {"w": params["blocks_0"]["w"].T.reshape(8, 6)}}):  # positions only
+        assert checkpoint.fingerprint(changed) != reference

@@ -1,8 +1,10 @@
-"""Two real processes (jax.distributed on localhost, one CPU device each): train, checkpoint, SIGKILL both,
-resume with the same two processes, then restore their checkpoint in this one process onto other meshes."""
+"""Four real processes (jax.distributed on localhost, one CPU device each) train; a second four are preempted
+(SIGTERM to all), resume with four and end on the uninterrupted run's exact parameters; two processes then
+restore that checkpoint, and one process restores it onto other meshes, all with the same parameters."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,50 +18,61 @@ from jepa_jax.train import loop
 from tests.conftest import REPO, TINY_WORLD
 from tests.data.test_multihost import free_port
 
-STEPS = 40
+STEPS = 12
 
 
-def launch(workdir, port):
+def launch(workdir, processes: int, *flags: str):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process
+    port = free_port()
     return [subprocess.Popen(
-        ["timeout", "-s", "KILL", "400", sys.executable, "-m", "jepa_jax.cli", "train", "--config",
+        ["timeout", "-s", "KILL", "500", sys.executable, "-m", "jepa_jax.cli", "train", "--config",
          f"{TINY_WORLD}:smoke", f"--config.train.steps={STEPS}", "--config.train.checkpoint_every=4",
-         "--config.probe.at_fractions=(1.0,)", "--config.probe.report=False", "--workdir", str(workdir),
-         "--coordinator_address", f"127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+         "--config.data.batch_size=8", "--config.probe.at_fractions=()", *flags, "--workdir", str(workdir),
+         "--coordinator_address", f"127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={pid}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in range(processes)]
+
+
+def finish(procs, workdir) -> dict:
+    """Waits for every process (all must exit 0) and returns the run's summary.json."""
+    outputs = [p.communicate(timeout=520) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    return json.loads((workdir / "summary.json").read_text())
 
 
 @pytest.mark.slow
-def test_two_processes_train_get_killed_resume_and_one_process_restores(tmp_path):
-    procs = launch(tmp_path, free_port())
-    deadline = time.time() + 300
-    while not (tmp_path / "checkpoints" / "4" / checkpoint.COMMIT_FILE).exists():
+def test_four_processes_preempted_resume_exactly_and_two_processes_restore(tmp_path):
+    uninterrupted, preempted = tmp_path / "uninterrupted", tmp_path / "preempted"
+    reference = finish(launch(uninterrupted, 4), uninterrupted)  # with the end-of-run probe report
+    assert reference["preempted_at"] is None and (uninterrupted / "report.md").exists()
+
+    procs = launch(preempted, 4, "--config.probe.report=False")
+    deadline = time.time() + 400
+    while not (preempted / "checkpoints" / "4" / checkpoint.COMMIT_FILE).exists():
         assert all(p.poll() is None for p in procs) and time.time() < deadline, [p.communicate() for p in procs]
         time.sleep(0.05)
     for proc in procs:
-        proc.kill()
-        proc.wait()
-    killed_at = checkpoint.Checkpointer(str(tmp_path)).latest_step()
-    assert 4 <= killed_at < STEPS
+        proc.send_signal(signal.SIGTERM)
+    stopped = finish(procs, preempted)
+    assert 4 <= stopped["preempted_at"] < STEPS
+    assert checkpoint.Checkpointer(str(preempted)).latest_step() == stopped["preempted_at"]
 
-    procs = launch(tmp_path, free_port())
-    outputs = [p.communicate(timeout=420) for p in procs]
-    for proc, (_, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["resumed_from"] == killed_at
-    steps = [r["step"] for r in metrics_lib.read_jsonl(str(tmp_path / "metrics.jsonl"))]
+    resumed = finish(launch(preempted, 4, "--config.probe.report=False"), preempted)
+    assert resumed["resumed_from"] == stopped["preempted_at"] and resumed["preempted_at"] is None
+    assert resumed["params_fingerprint"] == reference["params_fingerprint"]
+    steps = [r["step"] for r in metrics_lib.read_jsonl(str(preempted / "metrics.jsonl"))]
     assert steps == list(range(1, STEPS + 1))  # process 0 alone logs, each step once
 
+    restored = finish(launch(preempted, 2, "--config.probe.report=False"), preempted)
+    assert restored["resumed_from"] == STEPS
+    assert restored["params_fingerprint"] == reference["params_fingerprint"]
+
     config = config_lib.load(TINY_WORLD, "smoke")
-    ckpt = checkpoint.Checkpointer(str(tmp_path))
-    restored = {}
-    for name, devices in (("one device", jax.devices()[:1]), ("fsdp 8", jax.devices())):
-        config.mesh.data, config.mesh.fsdp = (-1, 1) if len(devices) == 1 else (1, 8)
-        run = loop.build_run(config, devices=devices)
-        restored[name] = jax.device_get(ckpt.restore(STEPS, checkpoint.abstract_like(run.state)))
-    fresh = jax.device_get(run.state)
-    assert int(restored["one device"].step) == STEPS
-    jax.tree.map(np.testing.assert_array_equal, restored["one device"].params, restored["fsdp 8"].params)
-    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), restored["one device"].params, fresh.params)
+    config.data.batch_size, config.mesh.data, config.mesh.fsdp = 8, 1, 8
+    run = loop.build_run(config)
+    ckpt = checkpoint.Checkpointer(str(uninterrupted))
+    state = ckpt.restore(STEPS, checkpoint.abstract_like(run.state))
+    assert checkpoint.fingerprint(state.params) == reference["params_fingerprint"]
+    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), jax.device_get(state.params),
+                         jax.device_get(run.state.params))
     assert all(jax.tree.leaves(moved))
