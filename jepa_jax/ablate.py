@@ -22,6 +22,7 @@ from jepa_jax.train import loop
 PRETRAINED = ("ema", "sigreg", "pixels")  # objectives trained under one budget
 RANDOM_INIT = "random_init"
 TASKS = ("motion",)  # position, velocity and ahead, one probe per encoder (data.pipeline.ProbeTargets)
+PROBE_STEPS = 300
 
 
 def pretrain(config, objective: str, workdir: str) -> dict:
@@ -43,13 +44,13 @@ def jepa_vs_pixels(config, workdir: str, *, tasks=TASKS, probe_steps: int | None
     """Pretrain PRETRAINED under config's budget, probe them and the random-init floor on `tasks`; one row per
     encoder {"run", "encoder", "pretrain_flops", "pretrain_wall_s", TASK: the best probe member's held-out score
     (R^2, or top-1 for classification tasks; "motion" gives one per task it scores)}, also written to
-    results.csv / .md / .png in `workdir`. Each probe trains `probe_steps` steps (default: the report's,
-    config.probe.attentive_steps)."""
+    results.csv / .md / .png in `workdir`. Each probe trains `probe_steps` steps (default PROBE_STEPS, which keeps
+    the four encoders' probes within the ablation's ~30 CPU-minute budget; the report's probes train longer)."""
     config_lib.validate(config)
     if config.data.source != "balls":
         raise ValueError(f"ablate jepa-vs-pixels probes the built-in world's tasks: train on it too "
                          f"(config.data.source={config.data.source!r}; set --config.data.source=balls)")
-    base = probing.builtin_protocol(config, probe_steps or config.probe.attentive_steps)
+    base = probing.builtin_protocol(config, probe_steps or PROBE_STEPS)
     rows = []
     for name in PRETRAINED + (RANDOM_INIT,):
         row = {"run": name, "encoder": name.replace("_", " "), "pretrain_flops": 0.0, "pretrain_wall_s": 0.0}

@@ -88,8 +88,8 @@ _PROBE_FROM = flags.DEFINE_string("probe_from", None, "Score a released probe (o
                                   ".safetensors) on --val instead of training one.")
 _TASKS = flags.DEFINE_list("tasks", ["motion"], "Built-in probe tasks: position, velocity, ahead, count, collision, "
                            "or motion (position, velocity and ahead in one probe, scored per task).")
-_PROBE_STEPS = flags.DEFINE_integer("probe_steps", None, "Training steps of each attentive probe (default: the "
-                                    "config's probe.attentive_steps, as in the main job's report).")
+_PROBE_STEPS = flags.DEFINE_integer("probe_steps", None, "Training steps of each attentive probe (default: "
+                                    "jepa_jax.ablate.PROBE_STEPS, 300).")
 _POOL = flags.DEFINE_string("pool", "mean", "mean ([M, D]) or tokens ([M, N, D]).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
 _PLANNER = flags.DEFINE_string("planner", "cem", "cem (DINO-WM's PushT settings: horizon 5, 300 samples, top 30, "

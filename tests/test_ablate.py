@@ -11,9 +11,9 @@ from jepa_jax import ablate
 
 
 @pytest.mark.slow
-def test_ablation_trains_probes_and_tabulates_every_arm(smoke_config, tmp_path):
+def test_ablation_trains_probes_and_tabulates_every_arm(smoke_config, tmp_path, monkeypatch):
     smoke_config.attentive.update(learning_rates=(1e-3,), weight_decays=(0.01,))
-    smoke_config.probe.attentive_steps = 2  # the probes' default length, as in the main job's report
+    monkeypatch.setattr(ablate, "PROBE_STEPS", 2)  # the probes' default length
     rows = ablate.jepa_vs_pixels(smoke_config, str(tmp_path), tasks=("motion", "count"))
     assert [r["run"] for r in rows] == ["ema", "sigreg", "pixels", "random_init"]
     for name in ablate.PRETRAINED:

@@ -1,5 +1,5 @@
-r"""Tiny V-JEPA-style run on the built-in bouncing-balls world: the project's main job (2-core CPU, ~16 minutes:
-5 training, the rest the probe report).
+r"""Tiny V-JEPA-style run on the built-in bouncing-balls world: the project's main job (2-core CPU, ~20 minutes:
+3 training, the rest the probe report).
 
     jepa-jax train --config experiments/configs/tiny_world.py --workdir runs/tiny_world
 
