@@ -32,19 +32,24 @@ def launch(workdir, processes: int, *flags: str):
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in range(processes)]
 
 
-def finish(procs, workdir) -> dict:
-    """Waits for every process (all must exit 0) and returns the run's summary.json."""
+def finish(procs, workdir, printed: list | None = None) -> dict:
+    """Waits for every process (all must exit 0) and returns the run's summary.json; `printed` gets each process's
+    standard output."""
     outputs = [p.communicate(timeout=920) for p in procs]
     for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
+    if printed is not None:
+        printed.extend(out for out, _ in outputs)
     return json.loads((workdir / "summary.json").read_text())
 
 
 @pytest.mark.slow
 def test_four_processes_preempted_resume_exactly_and_two_processes_restore(tmp_path):
     uninterrupted, preempted = tmp_path / "uninterrupted", tmp_path / "preempted"
-    reference = finish(launch(uninterrupted, 4, "--config.probe.attentive_steps=0"), uninterrupted)  # + ridge report
+    printed = []
+    reference = finish(launch(uninterrupted, 4, "--config.probe.attentive_steps=0"), uninterrupted, printed)
     assert reference["preempted_at"] is None and (uninterrupted / "report.md").exists()
+    assert ["# Probe report" in out for out in printed] == [True, False, False, False]  # process 0 wrote and prints it
 
     procs = launch(preempted, 4, "--config.probe.report=False")
     deadline = time.time() + 800
