@@ -12,7 +12,6 @@ unrolled runs read each other's checkpoints.
 
 import hashlib
 import json
-import math
 import os
 
 from absl import logging
@@ -100,12 +99,13 @@ class Checkpointer:
         stored_layout = stacking.unstack(abstract_state)
         self.check_compatible(step, stored_layout)
         items = {"state": ocp.args.StandardRestore(stored_layout)}
-        data_file = os.path.join(self.directory, str(step), "data",
-                                 f"process_{jax.process_index()}-of-{jax.process_count()}.json")
-        if data_iter is not None and os.path.exists(data_file):
-            items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
-        elif data_iter is not None:
-            data_iter.set_state(self._shared_data_position(step))
+        if data_iter is not None:
+            own_position = os.path.join(self.directory, str(step), "data",
+                                        f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+            if os.path.exists(own_position):
+                items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+            else:
+                data_iter.set_state(self._shared_data_position(step))
         state = self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
         return stacking.stack_onto(state, abstract_state) if stacking.is_stacked(abstract_state) else state
 
@@ -194,10 +194,7 @@ def _mixed_word_sums(leaves: list) -> list:
             raise ValueError(f"fingerprint: a {x.dtype} leaf is wider than 32 bits")
         words = x.astype(jnp.uint32) if x.dtype == jnp.bool_ else jax.lax.bitcast_convert_type(
             x, jnp.dtype(f"uint{8 * x.dtype.itemsize}")).astype(jnp.uint32)
-        position = jnp.zeros(x.shape, jnp.uint32)
-        for axis in range(x.ndim):
-            stride = math.prod(x.shape[axis + 1:]) % 2**32
-            position += jax.lax.broadcasted_iota(jnp.uint32, x.shape, axis) * jnp.uint32(stride)
+        position = jax.lax.iota(jnp.uint32, x.size).reshape(x.shape)
         h = words ^ (position * jnp.uint32(0x9E3779B9))
         h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
         h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
