@@ -15,7 +15,7 @@ import os
 
 import jax
 
-from jepa_jax import config as config_lib, probing, sweep
+from jepa_jax import config as config_lib, probing, storage, sweep
 from jepa_jax.data import pipeline
 from jepa_jax.train import loop
 
@@ -47,6 +47,7 @@ def jepa_vs_pixels(config, workdir: str, *, tasks=TASKS, probe_steps: int | None
     results.csv / .md / .png in `workdir`. Each probe trains `probe_steps` steps (default PROBE_STEPS, which keeps
     the four encoders' probes within the ablation's ~30 CPU-minute budget; the report's probes train longer)."""
     config_lib.validate(config)
+    storage.check_local(workdir, "--workdir")
     if config.data.source != "balls":
         raise ValueError(f"ablate jepa-vs-pixels probes the built-in world's tasks: train on it too "
                          f"(config.data.source={config.data.source!r}; set --config.data.source=balls)")

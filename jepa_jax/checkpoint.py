@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from jepa_jax import storage
 from jepa_jax.models import stacking
 
 COMMIT_FILE = "_CHECKPOINT_METADATA"  # written last by Orbax: a step directory without it is incomplete
@@ -31,7 +32,8 @@ class Checkpointer:
     `keep_steps` (e.g. the probe steps)."""
 
     def __init__(self, workdir: str, keep: int = 0, keep_every: int = 0, keep_steps=()):
-        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.directory = storage.join(workdir if storage.is_remote(workdir) else os.path.abspath(workdir),
+                                      "checkpoints")
         preservation = None
         if keep > 0:
             kept = [policies.LatestN(keep), policies.CustomSteps(list(keep_steps))]
@@ -56,7 +58,7 @@ class Checkpointer:
         """Complete checkpoints, oldest first (an interrupted save, left as a tmp folder or a step folder
         without its commit file, is never listed)."""
         return sorted(s for s in self.manager.all_steps()
-                      if os.path.exists(os.path.join(self.directory, str(s), COMMIT_FILE)))
+                      if (storage.path(self.directory) / str(s) / COMMIT_FILE).exists())
 
     def latest_step(self) -> int | None:
         steps = self.steps()
@@ -71,13 +73,13 @@ class Checkpointer:
         verbosity = logging.get_verbosity()
         logging.set_verbosity(logging.ERROR)  # Orbax warns that an item folder has no step metadata of its own
         try:
-            return ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step), "state")).item_metadata
+            return ocp.StandardCheckpointer().metadata(storage.join(self.directory, str(step), "state")).item_metadata
         finally:
             logging.set_verbosity(verbosity)
 
     def check_compatible(self, step: int, abstract_state) -> None:
         """One-line ValueError if checkpoint `step` holds a differently shaped state (another model or config)."""
-        where = os.path.join(self.directory, str(step))
+        where = storage.join(self.directory, str(step))
         stored = self._state_metadata(step)
         name = lambda path: jax.tree_util.keystr(path, simple=True, separator=".")
         wanted = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)}
@@ -100,9 +102,9 @@ class Checkpointer:
         self.check_compatible(step, stored_layout)
         items = {"state": ocp.args.StandardRestore(stored_layout)}
         if data_iter is not None:
-            own_position = os.path.join(self.directory, str(step), "data",
-                                        f"process_{jax.process_index()}-of-{jax.process_count()}.json")
-            if os.path.exists(own_position):
+            own_position = (storage.path(self.directory) / str(step) / "data" /
+                            f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+            if own_position.exists():
                 items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
             else:
                 data_iter.set_state(self._shared_data_position(step))
@@ -115,12 +117,9 @@ class Checkpointer:
         Each process reads its share of one global stream, one local batch per step (data/pipeline.host_share), so
         global batch k holds the same clips, with the same crops, at any process count and the position, k, carries
         over; the masks, drawn per host, are not the ones the old process count would have drawn."""
-        folder = os.path.join(self.directory, str(step), "data")
-        names = sorted(n for n in os.listdir(folder) if n.startswith("process_") and n.endswith(".json"))
-        states = []
-        for name in names:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                states.append(json.load(f))
+        folder = storage.path(self.directory) / str(step) / "data"
+        names = sorted(p.name for p in folder.iterdir() if p.name.startswith("process_") and p.name.endswith(".json"))
+        states = [json.loads((folder / name).read_text()) for name in names]
         if not states or any(s != states[0] for s in states):
             raise ValueError(f"{folder}: the data positions {names} differ or are missing, so the run cannot move to "
                              f"{jax.process_count()} processes; resume it with the process count that wrote it")
@@ -136,7 +135,7 @@ class Checkpointer:
         sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), wanted)
         restored = ocp.PyTreeCheckpointer().restore(
-            os.path.join(self.directory, str(step), "state"),
+            storage.join(self.directory, str(step), "state"),
             args=ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
                                         restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding),
                                                                   abstract)))
@@ -157,13 +156,13 @@ def resolve_step(run_dir: str, step: int | None = None) -> int:
     """`step` if it is a complete checkpoint of the run directory, else (None) its newest; one-line ValueError if
     there is no such checkpoint. Creates nothing."""
     steps = []
-    if os.path.isdir(os.path.join(run_dir, "checkpoints")):
+    if (storage.path(run_dir) / "checkpoints").is_dir():
         checkpointer = Checkpointer(run_dir)
         steps = checkpointer.steps()
         checkpointer.close()
     if not steps or (step is not None and step not in steps):
         raise ValueError(f"no complete checkpoint{'' if step is None else f' {step}'} in "
-                         f"{os.path.join(run_dir, 'checkpoints')} (found {steps})")
+                         f"{storage.join(run_dir, 'checkpoints')} (found {steps})")
     return steps[-1] if step is None else step
 
 

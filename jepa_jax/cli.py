@@ -34,7 +34,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml-collections config file (path[:arg]); set any field "
                                           "with --config.FIELD=VALUE, e.g. --config.train.steps=100.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, metrics, checkpoints, report.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                                "Run directory (a path or gs://BUCKET/PATH): config, metrics, checkpoints, report.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _FRAMES = flags.DEFINE_integer("frames", 16, "Frames per clip.")
 _FPS = flags.DEFINE_float("fps", 4.0, "Frame rate to sample clips at (V-JEPA 2); unused with --frame_step.")
@@ -133,11 +134,10 @@ def _print_report(config, workdir) -> None:
     """Probes the run in `workdir` (attentive probes on its final encoder, ridge probes on its checkpoints) and
     prints report.md (process 0, which wrote it)."""
     import jax  # pylint: disable=g-import-not-at-top
-    from jepa_jax import probing  # pylint: disable=g-import-not-at-top
+    from jepa_jax import probing, storage  # pylint: disable=g-import-not-at-top
     result = probing.run_report(config, workdir)
     if jax.process_index() == 0:
-        with open(result["paths"]["report.md"], encoding="utf-8") as f:
-            print(f.read())
+        print(storage.path(result["paths"]["report.md"]).read_text())
 
 
 def _preflight() -> None:

@@ -10,7 +10,7 @@ import os
 import jax.numpy as jnp
 import ml_collections
 
-from jepa_jax import masks as masks_lib, recipes
+from jepa_jax import masks as masks_lib, recipes, storage
 from jepa_jax.data import pipeline, sources as sources_lib
 from jepa_jax.models import ac_predictor, attention, pixel_decoder, posemb, predictor, probe, vit
 
@@ -68,11 +68,10 @@ def _tuples(value):
 
 def load_run(run_dir: str) -> ml_collections.ConfigDict:
     """The resolved config a run wrote to {run_dir}/config.json (what `jepa-jax train --rerun DIR` trains)."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
+    path = storage.path(run_dir) / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: --rerun needs a run directory written by `jepa-jax train`")
-    with open(path, encoding="utf-8") as f:
-        return from_dict(json.load(f))
+    return from_dict(json.loads(path.read_text()))
 
 
 def _fill_missing(fields: dict, defaults: dict) -> dict:
@@ -94,9 +93,8 @@ def to_json(config: ml_collections.ConfigDict, indent: int | None = 2) -> str:
 
 
 def write_json(config: ml_collections.ConfigDict, path: str) -> None:
-    """to_json(config) in `path`; `load_run` reads it."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(to_json(config))
+    """to_json(config) in `path` (local or bucket); `load_run` reads it."""
+    storage.path(path).write_text(to_json(config))
 
 
 def copy_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

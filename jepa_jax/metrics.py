@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from jepa_jax import storage
+
 # Dense bf16 peak FLOP/s per device, keyed by a substring of jax.Device.device_kind (first match wins). MFU is
 # reported against these even for fp32 runs, as is customary. CPU has no meaningful peak: CPU_PEAK_PER_CORE is an
 # estimate (fp32 AVX2 FMA at ~3 GHz); override any entry with config.monitor.peak_flops.
@@ -73,43 +75,40 @@ def compiled_flops(compiled) -> float:
 
 
 class MetricWriter:
-    """Appends {"step": s, name: value, ...} lines to metrics.jsonl and scalars to TensorBoard (tensorboardX)."""
+    """Appends {"step": s, name: value, ...} lines to metrics.jsonl and scalars to TensorBoard (tensorboardX), in a
+    local or bucket run directory."""
 
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
         if not self.enabled:
             return
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top  (no TF needed)
-        self.path = os.path.join(workdir, "metrics.jsonl")
-        self._file = open(self.path, "a", encoding="utf-8")
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._lines = storage.JsonLines(storage.join(workdir, "metrics.jsonl"))
+        self._tb = SummaryWriter(storage.join(workdir, "tensorboard"))
 
     def write(self, step: int, scalars: dict) -> None:
         if not self.enabled:
             return
         scalars = {k: float(v) for k, v in scalars.items()}
-        self._file.write(json.dumps({"step": step, **scalars}) + "\n")
-        self._file.flush()
+        self._lines.write({"step": step, **scalars})
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, step)
 
     def close(self) -> None:
         if self.enabled:
-            self._file.close()
+            self._lines.close()
             self._tb.close()
 
 
 def truncate_jsonl(path: str, last_step: int) -> None:
     """Drop records after `last_step` (a resumed run rewrites the steps after its checkpoint)."""
-    if os.path.exists(path) and jax.process_index() == 0:
+    if storage.path(path).exists() and jax.process_index() == 0:
         kept = [r for r in read_jsonl(path) if r["step"] <= last_step]
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        storage.path(path).write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 def read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in storage.path(path).read_text().splitlines() if line.strip()]
 
 
 class Progress:
@@ -159,5 +158,5 @@ def plot_training_curves(records: list[dict], names, path: str, columns: int = 4
         ax.set_title(name)
         ax.set_xlabel("step")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    storage.save_figure(fig, path)
     plt.close(fig)

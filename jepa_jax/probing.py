@@ -13,7 +13,6 @@ evals.probe.probe_run_scores.
 """
 
 import json
-import os
 import re
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jepa_jax import config as config_lib, export, layouts, native, pretrained, recipes
+from jepa_jax import config as config_lib, export, layouts, native, pretrained, recipes, storage
 from jepa_jax.data import sources
 from jepa_jax.evals import probe as probe_eval, report
 from jepa_jax.train import loop
@@ -95,7 +94,7 @@ def attentive_rows(config, workdir: str) -> list[dict]:
     rows = []
     for name, own, features in REPORT_ENCODERS:
         probe = builtin_probe_config(base, "motion", workdir if own else "", features)
-        scores = probe_run(probe, os.path.join(workdir, "probes", name.replace(" ", "_")))
+        scores = probe_run(probe, storage.join(workdir, "probes", name.replace(" ", "_")))
         rows.append({"name": name, **scores["tasks"]})
     return rows
 
@@ -122,14 +121,13 @@ def probe_run(config, workdir: str) -> dict:
     """Train the probe run `config` in `workdir` (resuming a run left there), then score it
     (evals.probe.probe_run_scores: probe.json, probe.md); a finished, scored run is read back instead. Returns the
     scores, or {"preempted_at": step} when the run was stopped early (run it again to resume)."""
-    stored = os.path.join(workdir, "config.json")
-    if os.path.isfile(stored) and _settings(config_lib.load_run(workdir)) != _settings(config):
+    stored = storage.path(workdir) / "config.json"
+    if stored.is_file() and _settings(config_lib.load_run(workdir)) != _settings(config):
         raise ValueError(f"{workdir} holds a probe run with other settings ({stored}): remove it or give another "
                          f"directory")
-    scored = os.path.join(workdir, "probe.json")
-    if loop.is_finished(workdir) and os.path.isfile(scored):
-        with open(scored, encoding="utf-8") as f:
-            return json.load(f)
+    scored = storage.path(workdir) / "probe.json"
+    if loop.is_finished(workdir) and scored.is_file():
+        return json.loads(scored.read_text())
     summary = loop.train(config, workdir)
     loop.save_summary(summary, workdir)
     if summary["preempted_at"] is not None:

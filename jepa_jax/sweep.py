@@ -17,7 +17,7 @@ import math
 import os
 import shlex
 
-from jepa_jax import config as config_lib, probing
+from jepa_jax import config as config_lib, probing, storage
 from jepa_jax.evals import report
 from jepa_jax.train import loop
 
@@ -72,6 +72,7 @@ def run_sweep(path: str, out_dir: str, print_commands: bool = False) -> list[dic
 
     Returns the result rows (also written to results.csv, results.md and results.png in out_dir).
     """
+    storage.check_local(out_dir, "--workdir")
     spec = load_sweep(path)
     runs = expand(spec, path)
     os.makedirs(out_dir, exist_ok=True)

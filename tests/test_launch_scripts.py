@@ -57,7 +57,7 @@ def fake(tmp_path):
     gcloud.chmod(0o755)
     env_file = tmp_path / "tpu.env"
     env_file.write_text("TPU_NAME=jepa-test\nTPU_ZONE=us-east5-a\nTPU_ACCELERATOR=v5p-32\nTPU_PROJECT=proj\n"
-                        "TPU_SPOT=true\nWORKDIR=/gcs/bucket/runs/vitl\nWORKDIR_SHARED=true\n")
+                        "TPU_SPOT=true\nWORKDIR=gs://bucket/runs/vitl\n")
     base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_DIR": str(tmp_path), "TPU_ENV": str(env_file),
             "HOME": str(tmp_path), "CREATE_POLL_S": "0", "WATCH_INTERVAL_S": "0"}
 
@@ -118,7 +118,7 @@ def test_setup_copies_the_checkout_and_installs_on_every_worker(fake):
     scp, = commands(calls(), "scp")
     assert "jepa-test:jepa_jax.tar.gz" in scp and "--worker=all" in scp
     ssh, = commands(calls(), "ssh")
-    assert "--worker=all" in ssh and "pip install -q -e '.[tpu,video]'" in ssh[-1]
+    assert "--worker=all" in ssh and "pip install -q -e '.[tpu,video,gcs]'" in ssh[-1]
 
 
 def launched_script(ssh_call) -> str:
@@ -137,7 +137,7 @@ def test_launch_runs_train_multihost_with_the_workdir_and_arguments_on_every_wor
     script = launched_script(ssh)
     words = subprocess.run(["bash", "-c", "printf '%s\\n' " + script.splitlines()[0].split(" ", 2)[2]],
                            capture_output=True, text=True, check=True).stdout.splitlines()
-    assert words == ["--multihost", "--workdir", "/gcs/bucket/runs/vitl", "--config",
+    assert words == ["--multihost", "--workdir", "gs://bucket/runs/vitl", "--config",
                      "experiments/configs/vjepa2_vitl16.py", "--config.data.video.manifests=('k 710.csv',)"]
     assert script.splitlines()[1] == "echo $? > train.rc"
 
@@ -152,7 +152,7 @@ def test_watch_recreates_a_preempted_slice_and_relaunches_the_same_run(fake):
     assert verbs[:5] == ["delete", "create", "scp", "ssh", "ssh"]  # teardown, create, copy, install, launch
     assert verbs[5:] == ["ssh"]  # next round: the run's status, finished
     launch = commands(calls(), "ssh")[1]
-    assert "--workdir /gcs/bucket/runs/vitl --config experiments/configs/vjepa2_vitl16.py" in launched_script(launch)
+    assert "--workdir gs://bucket/runs/vitl --config experiments/configs/vjepa2_vitl16.py" in launched_script(launch)
 
 
 def test_watch_relaunches_a_ready_slice_without_training_and_stops_on_a_failed_run(fake):
@@ -176,7 +176,7 @@ def test_delete_tears_down_and_is_safe_to_rerun(fake):
 
 @pytest.mark.parametrize("env,message", [
     ({"WORKDIR": "/home/me/runs/x"}, "WORKDIR=/home/me/runs/x must be shared by the 4 hosts of v5p-32"),
-    ({"WORKDIR": "gs://b/r"}, "WORKDIR=gs://b/r: object-store run directories are not supported yet"),
+    ({"WORKDIR": "s3://b/r"}, "WORKDIR=s3://b/r: only gs:// buckets are supported as URLs"),
     ({"TPU_ACCELERATOR": "v9-8"}, "TPU_ACCELERATOR=v9-8: expected v4-N, v5p-N"),
     ({"TPU_ENV": "/nonexistent/tpu.env"}, "TPU_ENV=/nonexistent/tpu.env does not exist"),
     ({"PATH": "TOOLS_ONLY"}, "gcloud not found on PATH"),

@@ -3,8 +3,8 @@
 # tpu_scripts/tpu.env; copy tpu.env.example); one exported in the environment wins over the file's:
 #   TPU_NAME, TPU_ZONE, TPU_ACCELERATOR (e.g. v5p-32) are required; TPU_PROJECT (default: gcloud's),
 #   TPU_SPOT=true (spot capacity), TPU_QUEUED=true (a queued resource), TPU_RUNTIME (the VM image),
-#   WORKDIR (the run directory) and WORKDIR_SHARED=true when every host sees it (a slice of several hosts needs
-#   that: mount a bucket with gcsfuse, or an NFS share, on every host), REMOTE_DIR (default jepa_jax).
+#   WORKDIR (the run directory: gs://BUCKET/PATH, or a path with WORKDIR_SHARED=true when every host sees it, as a
+#   gcsfuse or NFS mount; a slice of several hosts needs one of the two), REMOTE_DIR (default jepa_jax).
 set -euo pipefail
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -53,14 +53,16 @@ hosts_of() {  # hosts of a slice: 4 chips per host (v4 and v5p count 2 TensorCor
 }
 
 require_shared_workdir() {  # several hosts write one run directory: every one of them must see it
-  [[ -n "${WORKDIR:-}" ]] || die "WORKDIR is not set: the run directory, e.g. WORKDIR=/gcs/BUCKET/runs/NAME"
+  [[ -n "${WORKDIR:-}" ]] || die "WORKDIR is not set: the run directory, e.g. WORKDIR=gs://BUCKET/runs/NAME"
+  if [[ "$WORKDIR" == gs://* ]]; then
+    return 0  # a bucket: every host reads and writes it
+  fi
   if [[ "$WORKDIR" == *://* ]]; then
-    die "WORKDIR=$WORKDIR: object-store run directories are not supported yet; mount the bucket on every host" \
-      "(gcsfuse) and give the mount's path, with WORKDIR_SHARED=true"
+    die "WORKDIR=$WORKDIR: only gs:// buckets are supported as URLs; give gs://BUCKET/PATH or a shared mount's path"
   fi
   if (( HOSTS > 1 )) && [[ "${WORKDIR_SHARED:-false}" != true ]]; then
-    die "WORKDIR=$WORKDIR must be shared by the $HOSTS hosts of $TPU_ACCELERATOR (a gcsfuse or NFS mount on" \
-      "every host): then set WORKDIR_SHARED=true"
+    die "WORKDIR=$WORKDIR must be shared by the $HOSTS hosts of $TPU_ACCELERATOR: give gs://BUCKET/PATH, or a" \
+      "gcsfuse or NFS mount on every host with WORKDIR_SHARED=true"
   fi
 }
 

@@ -12,4 +12,4 @@ git -C "$repo" archive --format=tar.gz -o "$archive" HEAD
 gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:jepa_jax.tar.gz" "${LOCATION[@]}" --worker=all
 on_workers all "mkdir -p $REMOTE_DIR && tar -xzf jepa_jax.tar.gz -C $REMOTE_DIR && cd $REMOTE_DIR && \
   { [ -d .venv ] || python3 -m venv .venv; } && .venv/bin/pip install -q --upgrade pip && \
-  .venv/bin/pip install -q -e '.[tpu,video]'"
+  .venv/bin/pip install -q -e '.[tpu,video,gcs]'"

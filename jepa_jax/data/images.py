@@ -1,9 +1,8 @@
 """Still images as clips: decode with Pillow, repeat along time (how V-JEPA 2 mixes ImageNet into video data)."""
 
-import os
-
 import numpy as np
 
+from jepa_jax import storage
 from jepa_jax.data import video
 from jepa_jax.data.sources import IMAGE_EXTENSIONS
 
@@ -15,12 +14,12 @@ def is_image(path: str) -> bool:
 def load_image(path: str) -> np.ndarray:
     """uint8 [H, W, 3] RGB (grayscale, palette and alpha images converted); VideoError for unusable files."""
     from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
-    if not os.path.exists(path):
+    if not storage.path(path).exists():
         raise video.VideoError(path, "missing", "no such file")
-    if os.path.getsize(path) == 0:
+    if storage.size(path) == 0:
         raise video.VideoError(path, "empty", "0 bytes")
     try:
-        with Image.open(path) as image:
+        with storage.open_binary(path) as f, Image.open(f) as image:
             return np.asarray(image.convert("RGB"))
     except UnidentifiedImageError as err:
         raise video.VideoError(path, "not_video", f"not an image: {err}") from None

@@ -7,7 +7,6 @@ so the short side is `short_side`; random-resized cropping then happens at train
 Unusable files are skipped and counted; `pack.json` in the output folder records the settings and the counts.
 """
 
-import glob
 import io
 import json
 import os
@@ -15,6 +14,7 @@ import os
 import numpy as np
 from array_record.python import array_record_module
 
+from jepa_jax import storage
 from jepa_jax.data import sources as sources_lib, transforms, video
 
 SHARD_PATTERN = "clips-{index:05d}-of-{count:05d}.array_record"
@@ -40,6 +40,7 @@ def pack_manifest(manifest: str, out_dir: str, *, frames_per_clip: int, short_si
     Returns the summary written to `out_dir/pack.json`: {"clips", "videos", "bad_files": {reason: n},
     "skipped": [path, ...], "shards": [...], and the settings}.
     """
+    storage.check_local(out_dir, "--out")
     entries = sources_lib.read_manifest(manifest)
     os.makedirs(out_dir, exist_ok=True)
     shards = [os.path.join(out_dir, SHARD_PATTERN.format(index=i, count=num_shards)) for i in range(num_shards)]
@@ -73,13 +74,16 @@ def pack_manifest(manifest: str, out_dir: str, *, frames_per_clip: int, short_si
 
 
 class PackedClipSource:
-    """Random-access source over packed shards: source[i] -> {"video": uint8 [F, H, W, 3], "label": int}."""
+    """Random-access source over packed shards: source[i] -> {"video": uint8 [F, H, W, 3], "label": int}.
+
+    `directory` may be a bucket folder (gs://...): its shards are copied once to ~/.cache/jepa_jax/buckets."""
 
     def __init__(self, directory: str):
-        self.shards = sorted(glob.glob(os.path.join(directory, "clips-*-of-*.array_record")))
-        if not self.shards:
+        shards = storage.glob(storage.join(directory, "clips-*-of-*.array_record"))
+        if not shards:
             raise FileNotFoundError(f"no packed shards (clips-*-of-*.array_record) in {directory!r}: create them "
                                     f"with `jepa-jax data pack MANIFEST --out {directory}`")
+        self.shards = storage.local_copies(shards)  # ArrayRecord reads local files: bucket shards are copied once
         import grain  # pylint: disable=g-import-not-at-top
         self.directory = directory
         self._records = grain.sources.ArrayRecordDataSource(self.shards)

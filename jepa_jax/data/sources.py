@@ -8,14 +8,16 @@ Manifest formats (one video per line):
   - a glob pattern (`videos/**/*.mp4`) or a directory (every video file below it): label 0.
   - `imagefolder:ROOT`: ImageNet-style class folders ROOT/CLASS/*.jpg; labels are the sorted class indices.
 Image paths (.jpg, .png, ...) in any manifest are read as still clips (V-JEPA 2 mixes ImageNet in this way).
-Relative paths are resolved against the manifest's directory. Errors name the manifest, the line and the fix.
+Relative paths are resolved against the manifest's directory. Manifests, patterns and the files they list may
+be local or in a bucket (`gs://BUCKET/...`, the `gcs` extra). Errors name the manifest, the line and the fix.
 """
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
+
+from jepa_jax import storage
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -36,49 +38,46 @@ def _parse_label(token: str, manifest: str, line_number: int) -> int:
                          f"(PATH may contain spaces) or 'PATH::LABEL'") from None
 
 
-def _resolve(path: str, manifest: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(os.path.dirname(manifest), path))
+def _lines(manifest: str) -> list[str]:
+    return storage.path(manifest).read_text(encoding="utf-8").splitlines()
 
 
 def _read_csv(manifest: str) -> list[Entry]:
     entries = []
-    with open(manifest, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if "::" in line:
-                path, label = line.rsplit("::", 1)
-            elif " " in line:
-                path, label = line.rsplit(None, 1)
-            else:
-                path, label = line, "0"
-            entries.append(Entry(_resolve(path.strip(), manifest), _parse_label(label.strip(), manifest, number)))
+    for number, line in enumerate(_lines(manifest), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if "::" in line:
+            path, label = line.rsplit("::", 1)
+        elif " " in line:
+            path, label = line.rsplit(None, 1)
+        else:
+            path, label = line, "0"
+        entries.append(Entry(storage.resolve(path.strip(), manifest), _parse_label(label.strip(), manifest, number)))
     return entries
 
 
 def _read_jsonl(manifest: str) -> list[Entry]:
     entries = []
-    with open(manifest, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                path = record["path"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{manifest}:{number}: expected a JSON object with a \"path\" field, e.g. "
-                                 f"{{\"path\": \"a.mp4\", \"label\": 0}}") from None
-            label = record.get("label", 0)
-            entries.append(Entry(_resolve(path, manifest), _parse_label(str(label), manifest, number)))
+    for number, line in enumerate(_lines(manifest), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            path = record["path"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"{manifest}:{number}: expected a JSON object with a \"path\" field, e.g. "
+                             f"{{\"path\": \"a.mp4\", \"label\": 0}}") from None
+        label = record.get("label", 0)
+        entries.append(Entry(storage.resolve(path, manifest), _parse_label(str(label), manifest, number)))
     return entries
 
 
 def _read_glob(pattern: str) -> list[Entry]:
-    if os.path.isdir(pattern):
-        pattern = os.path.join(pattern, "**", "*")
-    paths = sorted(p for p in glob.glob(pattern, recursive=True)
-                   if p.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS))
+    if storage.path(pattern).is_dir():
+        pattern = storage.join(pattern, "**", "*")
+    paths = [p for p in storage.glob(pattern) if p.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)]
     return [Entry(p, 0) for p in paths]
 
 
@@ -94,9 +93,9 @@ def read_manifest(manifest: str) -> list[Entry]:
     """Entries of a manifest file, glob pattern, directory or image folder; one-line errors for anything unusable."""
     if manifest.startswith(IMAGE_FOLDER_PREFIX):
         entries = _read_image_folder(manifest[len(IMAGE_FOLDER_PREFIX):])
-    elif any(c in manifest for c in "*?[") or os.path.isdir(manifest):
+    elif any(c in manifest for c in "*?[") or storage.path(manifest).is_dir():
         entries = _read_glob(manifest)
-    elif not os.path.exists(manifest):
+    elif not storage.path(manifest).exists():
         raise FileNotFoundError(f"manifest {manifest!r} does not exist: give a .csv/.txt ('PATH LABEL' lines), "
                                 f".jsonl, a directory or a glob pattern")
     elif manifest.endswith(".jsonl"):

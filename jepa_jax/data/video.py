@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import math
-import os
-
 import numpy as np
+
+from jepa_jax import storage
 
 try:
     import av
@@ -98,8 +98,8 @@ class _Clock:
 
 def _damaged_reason(path: str) -> str:
     """Why ffmpeg could not open `path`: "truncated", "undecodable" (a damaged media file) or "not_video"."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    size = storage.size(path)
+    with storage.open_binary(path) as f:
         head = f.read(_TS_PACKET + 1)
         if head[4:8] in _ISO_FIRST_BOXES:
             # Walk the top-level boxes: one running past the end of the file means the file was cut short.
@@ -126,14 +126,15 @@ def _require_av() -> None:
 def _open(path: str) -> av.container.InputContainer:
     """Opens `path` for reading; raises VideoError(missing / empty / not_video / undecodable / truncated)."""
     _require_av()
-    if not os.path.exists(path):
+    location = storage.path(path)
+    if not location.exists():
         raise VideoError(path, "missing", "no such file")
-    if os.path.isdir(path):
+    if location.is_dir():
         raise VideoError(path, "not_video", "is a directory")
-    if os.path.getsize(path) == 0:
+    if storage.size(path) == 0:
         raise VideoError(path, "empty", "0 bytes")
     try:
-        return av.open(path, metadata_errors="ignore")
+        return av.open(storage.open_binary(path) if storage.is_remote(path) else path, metadata_errors="ignore")
     except av.FFmpegError as e:
         raise VideoError(path, _damaged_reason(path), f"cannot open: {e}") from e
     except OSError as e:

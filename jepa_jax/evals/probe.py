@@ -14,13 +14,12 @@ Writes probe.json and probe.md next to the run.
 
 import functools
 import json
-import os
 
 import jax
 import numpy as np
 import tqdm
 
-from jepa_jax import checkpoint, config as config_lib
+from jepa_jax import checkpoint, config as config_lib, storage
 from jepa_jax.data import pipeline
 from jepa_jax.evals import ridge, world_probe
 from jepa_jax.models import probe as probe_lib
@@ -186,10 +185,9 @@ def write_scores(scores: dict, config, directory: str, step: int | None) -> dict
     result = {"task": config.attentive.task, "metric": metric, "step": step, "encoder_from": probed,
               "best": max(members, key=lambda m: m[metric]), "tasks": tasks, **scores}
     if jax.process_index() == 0:
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "probe.json"), "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        _write_markdown(result, config, os.path.join(directory, "probe.md"))
+        storage.path(directory).mkdir(parents=True, exist_ok=True)
+        (storage.path(directory) / "probe.json").write_text(json.dumps(result, indent=2))
+        _write_markdown(result, config, storage.join(directory, "probe.md"))
     return result
 
 
@@ -220,5 +218,4 @@ def _write_markdown(result: dict, config, path: str) -> None:
     lines += ["", "| lr | weight decay | " + " | ".join(columns) + " |", "|---:|---:|" + "---:|" * len(columns)]
     lines += [f"| {m['lr']:g} | {m['weight_decay']:g} | " + " | ".join(f"{m[c]:.3f}" for c in columns) + " |"
               for m in result["members"]]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    storage.path(path).write_text("\n".join(lines) + "\n")

@@ -10,11 +10,10 @@ downstream); for `sigreg` runs it is the single encoder.
 """
 
 import json
-import os
 
 import jax
 
-from jepa_jax import checkpoint, config as config_lib
+from jepa_jax import checkpoint, config as config_lib, storage
 from jepa_jax.data import pipeline
 from jepa_jax.evals import world_probe
 
@@ -57,11 +56,10 @@ def world_report(config, workdir: str, attentive: list[dict] = ()) -> dict:
                      **world_probe.probe_scores(tokens, clips, grid, num_train)})
     checkpointer.close()
     names = ("report.md", "report.json", "report.png") + (("report_attentive.png",) if attentive else ())
-    paths = {name: os.path.join(workdir, name) for name in names}
+    paths = {name: storage.join(workdir, name) for name in names}
     if jax.process_index() == 0:
         _write_markdown(attentive, rows, config, paths["report.md"])
-        with open(paths["report.json"], "w", encoding="utf-8") as f:
-            json.dump({"attentive": attentive, "ridge": rows}, f, indent=2)
+        storage.path(paths["report.json"]).write_text(json.dumps({"attentive": attentive, "ridge": rows}, indent=2))
         _plot_probes(rows, paths["report.png"])
         if attentive:
             _plot_attentive(attentive, paths["report_attentive.png"])
@@ -97,8 +95,7 @@ def _write_markdown(attentive, rows, config, path: str) -> None:
     for row in rows:
         lines.append(f"| {row['name']} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
     lines += ["", "![probe learning curve](report.png)", "", "![training curves](training.png)", ""]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    storage.path(path).write_text("\n".join(lines))
 
 
 def _plot_attentive(attentive, path: str) -> None:
@@ -117,7 +114,7 @@ def _plot_attentive(attentive, path: str) -> None:
         ax.set_ylim(min(0.0, *(row[task]["ridge_quad"] for row in attentive)), 1.0)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.savefig(path, dpi=100)
+    storage.save_figure(fig, path)
     plt.close(fig)
 
 
@@ -140,5 +137,5 @@ def _plot_probes(rows, path: str) -> None:
         ax.set_ylim(top=1.0)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    storage.save_figure(fig, path)
     plt.close(fig)

