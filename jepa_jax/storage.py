@@ -16,7 +16,7 @@ import shutil
 from etils import epath
 
 COPY_CHUNK_BYTES = 16 << 20
-REMOTE_BACKENDS = {"gs": ("gcsfs", "tensorflow")}  # etils.epath reads gs:// through either
+REMOTE_BACKENDS = {"gs": "gcsfs"}  # the module each scheme needs (etils.epath and fsspec read gs:// through it)
 
 
 def path(location) -> epath.Path:
@@ -37,7 +37,7 @@ def check(location, field: str) -> None:
     scheme = location.split("://", 1)[0]
     if scheme not in REMOTE_BACKENDS:
         raise ValueError(f"{field} {location}: {scheme}:// is not supported; use gs://BUCKET/PATH or a local path")
-    if not any(importlib.util.find_spec(module) for module in REMOTE_BACKENDS[scheme]):
+    if importlib.util.find_spec(REMOTE_BACKENDS[scheme]) is None:
         raise ValueError(f"{field} {location}: {scheme}:// paths need gcsfs: pip install 'jepa-jax[gcs]'")
 
 

@@ -10,11 +10,12 @@ import urllib.request
 import numpy as np
 import pytest
 
-from jepa_jax import ablate, config as config_lib, storage, sweep
+from jepa_jax import ablate, config as config_lib, metrics as metrics_lib, storage, sweep
 from jepa_jax.data import packed, sources, video
 from tests.conftest import TINY_WORLD, require, run_cli
 from tests.data.conftest import truncate_file, write_video
 from tests.data.test_multihost import free_port
+from tests.train import test_multihost_train as multihost
 
 BUCKET = "runs"
 
@@ -83,13 +84,32 @@ def test_a_run_trains_resumes_and_reports_in_a_bucket(gcs):
     assert not storage.path("gs:").exists()  # nothing was written to a local folder named after the bucket
 
 
-def test_a_bucket_workdir_without_a_gcs_backend_or_with_another_scheme_fails_in_one_line(monkeypatch):
-    monkeypatch.setattr(storage, "REMOTE_BACKENDS", {"gs": ("no_such_module_for_gcs",)})
+@pytest.mark.slow
+def test_two_hosts_train_into_one_bucket_and_resume_from_it(gcs):
+    """Every process writes its checkpoint shards and data position to the bucket; process 0 the rest."""
+    workdir = f"gs://{BUCKET}/two_hosts"
+    first = multihost.finish(multihost.launch(workdir, 2, "--config.probe.report=False", steps=4), workdir)
+    assert first["preempted_at"] is None
+    positions = storage.path(workdir) / "checkpoints" / "4" / "data"
+    names = sorted(p.name for p in positions.iterdir() if p.name.startswith("process_"))  # + Orbax's commit file
+    assert names == ["process_0-of-2.json", "process_1-of-2.json"]
+    resumed = multihost.finish(multihost.launch(workdir, 2, "--config.probe.report=False", steps=8), workdir)
+    assert resumed["resumed_from"] == 4 and resumed["steps"] == 8
+    steps = [r["step"] for r in metrics_lib.read_jsonl(f"{workdir}/metrics.jsonl")]
+    assert steps == list(range(1, 9))
+
+
+def test_bucket_paths_without_a_gcs_backend_or_with_another_scheme_fail_in_one_line(monkeypatch):
+    monkeypatch.setattr(storage, "REMOTE_BACKENDS", {"gs": "no_such_module_for_gcs"})
     with pytest.raises(ValueError, match=r"--workdir gs://b/run: gs:// paths need gcsfs: pip install 'jepa-jax\[gcs"):
         storage.check("gs://b/run", "--workdir")
     with pytest.raises(ValueError, match="--workdir s3://b/run: s3:// is not supported; use gs://BUCKET/PATH"):
         storage.check("s3://b/run", "--workdir")
     storage.check("/tmp/run", "--workdir")
+    with pytest.raises(ValueError, match="manifest gs://b/train.csv: gs:// paths need gcsfs"):
+        sources.read_manifest("gs://b/train.csv")
+    with pytest.raises(ValueError, match="packed_dir gs://b/packed: gs:// paths need gcsfs"):
+        packed.PackedClipSource("gs://b/packed")
 
 
 def test_sweeps_and_ablations_refuse_a_bucket_workdir_in_one_line():

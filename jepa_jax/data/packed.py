@@ -79,6 +79,7 @@ class PackedClipSource:
     `directory` may be a bucket folder (gs://...): its shards are copied once to ~/.cache/jepa_jax/buckets."""
 
     def __init__(self, directory: str):
+        storage.check(directory, "packed_dir")
         shards = storage.glob(storage.join(directory, "clips-*-of-*.array_record"))
         if not shards:
             raise FileNotFoundError(f"no packed shards (clips-*-of-*.array_record) in {directory!r}: create them "

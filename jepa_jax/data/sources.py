@@ -91,6 +91,7 @@ def _read_image_folder(root: str) -> list[Entry]:
 
 def read_manifest(manifest: str) -> list[Entry]:
     """Entries of a manifest file, glob pattern, directory or image folder; one-line errors for anything unusable."""
+    storage.check(manifest, "manifest")
     if manifest.startswith(IMAGE_FOLDER_PREFIX):
         entries = _read_image_folder(manifest[len(IMAGE_FOLDER_PREFIX):])
     elif any(c in manifest for c in "*?[") or storage.path(manifest).is_dir():

@@ -13,8 +13,8 @@ evaluation_code/evals/intuitive_physics/eval.py):
 
 A pixel-reconstruction model (objective "pixels") gets the same protocol on the normalised pixels of the hidden
 tubelets: its decoder's prediction against the real ones (the paper's VideoMAE baseline). A model with
-`copy_last_slice` has no predictor: the last context time slice of the targets stands for every later slice, a
-floor that tells whether the features carry an event at all.
+`copy_last_slice` has no predictor: the last time slice of the context, encoded alone by the target encoder, stands
+for every later slice (a floor that assumes nothing moves, with the information the predictor has).
 """
 
 import dataclasses
@@ -40,7 +40,7 @@ class SurpriseModel:
     encoder: vit.VisionTransformer
     predictor: object
     params: dict  # {"context": encoder, "target": encoder, "predictor": predictor} parameter trees
-    copy_last_slice: bool = False  # predict by copying the targets' last context slice (the predictor is unused)
+    copy_last_slice: bool = False  # predict by copying the last context slice (_copy_last_slice; no predictor)
 
     @property
     def pixels(self) -> bool:
@@ -127,18 +127,26 @@ def _predict_hidden(params, windows, k: int, *, encoder, predictor, grid, mask_i
     return prediction.astype(jnp.float32)
 
 
-def _hidden_guess(params, windows, targets, k: int, *, encoder, predictor, grid, mask_index, copy):
-    """[B, N - k, D]: the predictor's guess of the tokens after the first k or, with `copy`, the targets' last
-    context time slice repeated."""
-    if not copy:
-        return _predict_hidden(params, windows, k, encoder=encoder, predictor=predictor, grid=grid,
-                               mask_index=mask_index)
-    return _repeat_last_slice(targets, k, grid[1] * grid[2])
+def _copy_last_slice(params, windows, targets, k: int, *, encoder, grid, pixels):
+    """[B, N - k, D]: the predictor-free guess: the last context time slice (tokens k - H'W' .. k) for every later
+    slice, in the targets' space and from the context alone: the target encoder's layer-normalised features of the
+    first k tokens encoded without the rest of the window (the targets' own, encoded with the whole window, would
+    carry the future), or for pixels (per tubelet, nothing to leak) the targets'."""
+    per_slice = grid[1] * grid[2]
+    if pixels:
+        context = targets[:, :k]
+    else:
+        context_idx = jnp.broadcast_to(jnp.arange(k), (windows.shape[0], k))
+        context = objectives.normalize_targets(
+            vit.encode(encoder, params["target"], windows, context_idx).astype(jnp.float32))
+    return jnp.tile(context[:, k - per_slice:], (1, (targets.shape[1] - k) // per_slice, 1))
 
 
-def _repeat_last_slice(targets, k: int, per_slice: int):
-    """[B, N, D] -> [B, N - k, D]: the last context time slice (tokens k - per_slice .. k) for every later slice."""
-    return jnp.tile(targets[:, k - per_slice:k], (1, (targets.shape[1] - k) // per_slice, 1))
+def _hidden_guess(params, windows, targets, k: int, *, encoder, predictor, grid, mask_index, pixels, copy):
+    """[B, N - k, D]: the predictor's guess of the tokens after the first k or, with `copy`, _copy_last_slice."""
+    if copy:
+        return _copy_last_slice(params, windows, targets, k, encoder=encoder, grid=grid, pixels=pixels)
+    return _predict_hidden(params, windows, k, encoder=encoder, predictor=predictor, grid=grid, mask_index=mask_index)
 
 
 _STATIC = ("encoder", "predictor", "grid", "context_tokens", "pixels", "mask_index", "copy")
@@ -150,16 +158,18 @@ def _window_surprise(params, windows, *, encoder, predictor, grid, context_token
     hidden tokens and channels, the context being the first k tokens (whole time slices) for each k."""
     targets = _targets(params, windows, encoder, pixels)
     guess = functools.partial(_hidden_guess, params, windows, targets, encoder=encoder, predictor=predictor,
-                              grid=grid, mask_index=mask_index, copy=copy)
+                              grid=grid, mask_index=mask_index, pixels=pixels, copy=copy)
     return jnp.stack([jnp.mean(jnp.abs(guess(k) - targets[:, k:]), axis=(1, 2)) for k in context_tokens], axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _predictions_and_targets(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index,
-                             copy):
+def _guesses_and_targets(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index, copy):
+    """(the model's guess, the copy floor's, targets) for the tokens after the first `context_tokens`."""
     targets = _targets(params, windows, encoder, pixels)
-    return _hidden_guess(params, windows, targets, context_tokens, encoder=encoder, predictor=predictor, grid=grid,
-                         mask_index=mask_index, copy=copy), targets
+    guess = _hidden_guess(params, windows, targets, context_tokens, encoder=encoder, predictor=predictor, grid=grid,
+                          mask_index=mask_index, pixels=pixels, copy=copy)
+    floor = _copy_last_slice(params, windows, targets, context_tokens, encoder=encoder, grid=grid, pixels=pixels)
+    return guess, floor, targets
 
 
 def _context_tokens(model: SurpriseModel, contexts: tuple[int, ...]) -> tuple[int, ...]:
@@ -177,12 +187,11 @@ def prediction_check(model: SurpriseModel, windows: np.ndarray, context: int) ->
     frames, the L1 to the hidden tokens' targets of: the predictor; each hidden token's mean over the B windows (a
     floor that ignores the context); a copy of the last context time slice (a floor that assumes nothing moves).
     Also the predictions' and the targets' std across windows (a predictor that ignores its context has ~0)."""
-    (k,), grid = _context_tokens(model, (context,)), model.grid
-    prediction, targets = (np.asarray(x, np.float64) for x in _predictions_and_targets(
-        model.params, windows, encoder=model.encoder, predictor=model.predictor, grid=grid, context_tokens=k,
+    (k,) = _context_tokens(model, (context,))
+    prediction, copy, targets = (np.asarray(x, np.float64) for x in _guesses_and_targets(
+        model.params, windows, encoder=model.encoder, predictor=model.predictor, grid=model.grid, context_tokens=k,
         pixels=model.pixels, mask_index=model.mask_index, copy=model.copy_last_slice))
     hidden = targets[:, k:]
-    copy = np.asarray(_repeat_last_slice(targets, k, grid[1] * grid[2]), np.float64)  # float32 values: exact
     return {"predictor": float(np.abs(prediction - hidden).mean()),
             "token_mean": float(np.abs(hidden - hidden.mean(axis=0)).mean()),
             "copy_last_slice": float(np.abs(hidden - copy).mean()),

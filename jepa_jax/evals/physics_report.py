@@ -173,8 +173,8 @@ def _write_markdown(summary: dict, path: str) -> None:
              f"half; chance 0.5), per clip the {summary['reduce']} surprise over {summary['window']}-frame windows "
              f"every {summary['stride']} frames, {summary['context']} frames of context; bootstrap 95% interval "
              f"over pairs; AUROC over all clips of the category. Pairs: {summary['pairs']} "
-             f"({summary['num_pairs']}). copy_last_slice: the trained model's features without its predictor, the "
-             f"last context time slice standing for every later one (do the features carry the event at all?). "
+             f"({summary['num_pairs']}). copy_last_slice: the trained model without its predictor, the last time "
+             f"slice of the context (encoded alone by the target encoder) standing for every later one. "
              f"Every context length and the mean over time: physics.json.", "",
              "| category | pairs | " + " | ".join(f"{n} accuracy [95% CI] | {n} AUROC" for n in names) + " |",
              "|---|---:|" + "---:|" * 2 * len(names)]

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib
+from jepa_jax import checkpoint, config as config_lib, metrics as metrics_lib, storage
 from jepa_jax.train import loop
 from tests.conftest import REPO, TINY_WORLD
 from tests.data.test_multihost import free_port
@@ -21,12 +21,13 @@ from tests.data.test_multihost import free_port
 STEPS = 12
 
 
-def launch(workdir, processes: int, *flags: str):
+def launch(workdir, processes: int, *flags: str, steps: int = STEPS):
+    """`processes` jax.distributed processes training the smoke config into `workdir` (a path or a bucket URL)."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process
     port = free_port()
     return [subprocess.Popen(
         ["timeout", "-s", "KILL", "900", sys.executable, "-m", "jepa_jax.cli", "train", "--config",
-         f"{TINY_WORLD}:smoke", f"--config.train.steps={STEPS}", "--config.train.checkpoint_every=4",
+         f"{TINY_WORLD}:smoke", f"--config.train.steps={steps}", "--config.train.checkpoint_every=4",
          "--config.data.batch_size=8", "--config.probe.at_fractions=()", *flags, "--workdir", str(workdir),
          "--coordinator_address", f"127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={pid}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in range(processes)]
@@ -40,7 +41,7 @@ def finish(procs, workdir, printed: list | None = None) -> dict:
         assert proc.returncode == 0, err[-3000:]
     if printed is not None:
         printed.extend(out for out, _ in outputs)
-    return json.loads((workdir / "summary.json").read_text())
+    return json.loads((storage.path(str(workdir)) / "summary.json").read_text())
 
 
 @pytest.mark.slow
