@@ -94,6 +94,12 @@ class MetricWriter:
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, step)
 
+    def flush(self) -> None:
+        """Everything logged so far is in the run directory (a bucket's metrics.jsonl is rewritten in batches)."""
+        if self.enabled:
+            self._lines.flush()
+            self._tb.flush()
+
     def close(self) -> None:
         if self.enabled:
             self._lines.close()

@@ -2,16 +2,18 @@
 
 Run directories: Orbax writes checkpoints to either directly; everything else a run writes (config, metrics,
 summary, plots, reports) goes through `path`. Object stores cannot append, so `JsonLines` rewrites the whole file
-there. Data: manifests, the videos and images they list, and packed shards are read through `open_binary`, `glob`
-and `resolve`, which keep local paths on plain `os` calls.
+there (at most once a minute, and at each checkpoint). Data: manifests, the videos and images they list, and packed
+shards are read through `open_binary`, `glob` and `resolve`, which keep local paths on plain `os` calls.
 """
 
 import glob as glob_lib
 import importlib.util
 import json
+import math
 import os
 import posixpath
 import shutil
+import time
 
 from etils import epath
 
@@ -114,26 +116,38 @@ def save_figure(fig, location, dpi: int = 100) -> None:
 
 
 class JsonLines:
-    """Appends JSON lines to a file; on an object store (no append) it keeps the lines and rewrites the file on
-    every write, so the file is always complete."""
+    """Appends JSON lines to a file. An object store cannot append: there the lines are kept and the whole file is
+    rewritten at most every `rewrite_every_s` seconds, on `flush` and on `close`, so that a long run does not upload
+    its whole history at every log step."""
 
-    def __init__(self, location):
+    def __init__(self, location, rewrite_every_s: float = 60.0):
         self.path = path(location)
         self.remote = is_remote(location)
         if self.remote:
             self.lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+            self.rewrite_every_s, self._written_at, self._unwritten = rewrite_every_s, -math.inf, False
         else:
             self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
         line = json.dumps(record) + "\n"
-        if self.remote:
-            self.lines.append(line)
-            self.path.write_text("".join(self.lines))
-        else:
+        if not self.remote:
             self._file.write(line)
             self._file.flush()
+            return
+        self.lines.append(line)
+        self._unwritten = True
+        if time.monotonic() - self._written_at >= self.rewrite_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Everything written so far is in the file (e.g. before a checkpoint: a resumed run keeps these lines)."""
+        if self.remote and self._unwritten:
+            self.path.write_text("".join(self.lines))
+            self._written_at, self._unwritten = time.monotonic(), False
 
     def close(self) -> None:
-        if not self.remote:
+        if self.remote:
+            self.flush()
+        else:
             self._file.close()

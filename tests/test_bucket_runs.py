@@ -4,15 +4,16 @@ and Orbax's tensorstore are pointed at it."""
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 
 import numpy as np
 import pytest
 
-from jepa_jax import ablate, config as config_lib, metrics as metrics_lib, storage, sweep
+from jepa_jax import ablate, checkpoint, config as config_lib, metrics as metrics_lib, storage, sweep
 from jepa_jax.data import packed, sources, video
-from tests.conftest import TINY_WORLD, require, run_cli
+from tests.conftest import REPO, TINY_WORLD, require, run_cli
 from tests.data.conftest import truncate_file, write_video
 from tests.data.test_multihost import free_port
 from tests.train import test_multihost_train as multihost
@@ -85,6 +86,27 @@ def test_a_run_trains_resumes_and_reports_in_a_bucket(gcs):
 
 
 @pytest.mark.slow
+def test_a_run_killed_after_a_checkpoint_keeps_its_metrics_up_to_it_in_the_bucket(gcs):
+    """metrics.jsonl is rewritten in batches on a bucket, and at each checkpoint: a kill loses no line that a resumed
+    run would keep."""
+    workdir = f"gs://{BUCKET}/killed"
+    proc = subprocess.Popen([sys.executable, "-m", "jepa_jax.cli", "train", "--config", f"{TINY_WORLD}:smoke",
+                             "--config.train.steps=100000", "--config.train.checkpoint_every=4",
+                             "--config.probe.report=False", "--workdir", workdir],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # checkpoint 8 committed: the loop went past its flush at checkpoint 4 (checkpoints commit in the background)
+    committed = storage.path(workdir) / "checkpoints" / "8" / checkpoint.COMMIT_FILE
+    deadline = time.monotonic() + 300
+    while not committed.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    steps = [r["step"] for r in metrics_lib.read_jsonl(f"{workdir}/metrics.jsonl")]
+    assert steps[:4] == [1, 2, 3, 4] and steps == list(range(1, len(steps) + 1))
+
+
+@pytest.mark.slow
 def test_two_hosts_train_into_one_bucket_and_resume_from_it(gcs):
     """Every process writes its checkpoint shards and data position to the bucket; process 0 the rest."""
     workdir = f"gs://{BUCKET}/two_hosts"
@@ -127,6 +149,20 @@ def test_json_lines_on_a_bucket_keep_every_line_across_reopening(gcs):
             lines.write({"step": step})
         lines.close()
     assert [json.loads(x)["step"] for x in storage.path(location).read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_json_lines_on_a_bucket_rewrite_the_file_in_batches_and_on_flush(gcs):
+    location = f"gs://{BUCKET}/lines/batched.jsonl"
+    steps = lambda: [json.loads(x)["step"] for x in storage.path(location).read_text().splitlines()]
+    lines = storage.JsonLines(location, rewrite_every_s=1e9)
+    lines.write({"step": 1})  # the first line is written at once (nothing was written before)
+    lines.write({"step": 2})
+    assert steps() == [1]
+    lines.flush()
+    assert steps() == [1, 2]
+    lines.write({"step": 3})
+    lines.close()
+    assert steps() == [1, 2, 3]
 
 
 def _upload(local, location: str) -> str:

@@ -429,6 +429,7 @@ def _train_steps(run: Run, state, start: int, data_iter, checkpointer, workdir: 
                     save_started = time.perf_counter()
                     checkpointer.save(step + 1, state, data_iter, config)
                     save_blocking_s += time.perf_counter() - save_started
+                    writer.flush()  # a run resumed from this checkpoint keeps the metrics up to it
                 if stop:
                     preempted_at = step + 1
                     logging.warning("preemption notice: checkpointed step %d, stopping", preempted_at)
