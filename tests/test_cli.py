@@ -3,6 +3,8 @@
 import json
 import os
 import shlex
+import subprocess
+import sys
 
 from absl import flags
 import pytest
@@ -135,6 +137,17 @@ def test_wrong_or_missing_flag_is_a_one_line_error():
     assert result.returncode != 0 and result.stderr.strip() == (
         "jepa-jax: error: usage: jepa-jax data pack MANIFEST --out DIR [flags] (missing MANIFEST); "
         "see jepa-jax data pack --help")
+
+
+@pytest.mark.parametrize("verb", ["eval physics --model m", "export --run r", "data demo"])
+def test_a_bucket_out_is_a_one_line_error_before_anything_is_written(tmp_path, verb):
+    result = subprocess.run([sys.executable, "-m", "jepa_jax.cli", *verb.split(), "--out", "gs://b/out"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode != 0 and result.stderr.strip() == (
+        "jepa-jax: error: --out gs://b/out: this command writes local folders only; write to a local (or mounted) "
+        "path, then copy the folder to the bucket (gcloud storage cp -r)")
+    assert not os.listdir(tmp_path)
 
 
 def jepa_jax(*args, workdir, **env):
