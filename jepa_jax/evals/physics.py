@@ -166,9 +166,9 @@ def _window_surprise(params, windows, *, encoder, predictor, grid, context_token
 def _guesses_and_targets(params, windows, *, encoder, predictor, grid, context_tokens, pixels, mask_index, copy):
     """(the model's guess, the copy floor's, targets) for the tokens after the first `context_tokens`."""
     targets = _targets(params, windows, encoder, pixels)
-    guess = _hidden_guess(params, windows, targets, context_tokens, encoder=encoder, predictor=predictor, grid=grid,
-                          mask_index=mask_index, pixels=pixels, copy=copy)
     floor = _copy_last_slice(params, windows, targets, context_tokens, encoder=encoder, grid=grid, pixels=pixels)
+    guess = floor if copy else _predict_hidden(params, windows, context_tokens, encoder=encoder, predictor=predictor,
+                                               grid=grid, mask_index=mask_index)
     return guess, floor, targets
 
 
