@@ -86,22 +86,25 @@ def test_a_run_trains_resumes_and_reports_in_a_bucket(gcs):
 
 
 @pytest.mark.slow
-def test_a_run_killed_after_a_checkpoint_keeps_its_metrics_up_to_it_in_the_bucket(gcs):
+def test_a_run_killed_after_a_checkpoint_keeps_its_metrics_up_to_it_in_the_bucket(gcs, tmp_path):
     """metrics.jsonl is rewritten in batches on a bucket, and at each checkpoint: a kill loses no line that a resumed
     run would keep."""
-    workdir = f"gs://{BUCKET}/killed"
-    proc = subprocess.Popen([sys.executable, "-m", "jepa_jax.cli", "train", "--config", f"{TINY_WORLD}:smoke",
-                             "--config.train.steps=100000", "--config.train.checkpoint_every=4",
-                             "--config.probe.report=False", "--workdir", workdir],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workdir, log = f"gs://{BUCKET}/killed", tmp_path / "train.log"
+    with open(log, "wb") as err:  # a file, not a pipe: nobody reads a pipe while the run goes on, and it would fill
+        proc = subprocess.Popen([sys.executable, "-m", "jepa_jax.cli", "train", "--config", f"{TINY_WORLD}:smoke",
+                                 "--config.train.steps=100000", "--config.train.checkpoint_every=4",
+                                 "--config.probe.report=False", "--workdir", workdir],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
     # checkpoint 8 committed: the loop went past its flush at checkpoint 4 (checkpoints commit in the background)
     committed = storage.path(workdir) / "checkpoints" / "8" / checkpoint.COMMIT_FILE
     deadline = time.monotonic() + 300
-    while not committed.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
+    try:
+        while not committed.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
     steps = [r["step"] for r in metrics_lib.read_jsonl(f"{workdir}/metrics.jsonl")]
     assert steps[:4] == [1, 2, 3, 4] and steps == list(range(1, len(steps) + 1))
 
