@@ -104,7 +104,7 @@ _PROPRIO_WEIGHT = flags.DEFINE_float("proprio_weight", 10.0, "Weight of the pred
 _BASELINES = flags.DEFINE_bool("baselines", True, "Also run random actions and the simulator oracle.")
 _ORACLE_EPISODES = flags.DEFINE_integer("oracle_episodes", 20, "Episodes of the simulator oracle (the first ones; "
                                         "it simulates every candidate, so it is the slowest).")
-_WHAT = flags.DEFINE_list("what", ["step"], "Measurements: step, compile, attention, data, plan, checkpoint.")
+_WHAT = flags.DEFINE_list("what", ["step"], "Measurements: step, compile, attention, data, plan, checkpoint, profile.")
 _COMPARE = flags.DEFINE_string("compare", "none", "none, or torch: time the PyTorch reference (transformers' "
                                "VJEPA2Model modules, the `interop` extra) on the same batch and weights.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement, after a compiling/warm-up call.")
@@ -303,7 +303,7 @@ def _bench() -> None:
     from jepa_jax.benchmarks import bench  # pylint: disable=g-import-not-at-top
     bench.check(_WHAT.value, _COMPARE.value)  # before the config is built
     for result in bench.run(_CONFIG.value, _WHAT.value, compare=_COMPARE.value, repeats=_REPEATS.value,
-                            manifest=_DATA.value, model=_MODEL.value):
+                            manifest=_DATA.value, model=_MODEL.value, out=_OUT.value):
         print(json.dumps(result), flush=True)
 
 
@@ -405,11 +405,13 @@ VERBS = (
           "workdir": "One run directory per arm (ema, sigreg, pixels), probes/, results.csv/.md/.png; rerun to "
                      "resume."}),
     Verb("bench", "Speed of a config: train step (vs PyTorch), compile time (scanned vs unrolled), attention, "
-         "data, planning, checkpoint stall; JSON.",
-         (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model"),
+         "data, planning, checkpoint stall, a profile of one step; JSON.",
+         (), ("--config FILE",), ("config", "what", "compare", "repeats", "data", "model", "out"),
          "jepa-jax bench --config experiments/configs/bench_vjepa2.py:tiny224 --what step --compare torch", _bench,
          {"data": "--what data: a video manifest to decode (default: generated test videos).",
-          "model": "--what plan: an `ac` run directory (default: the config's architecture, random weights)."}),
+          "model": "--what plan: an `ac` run directory (default: the config's architecture, random weights).",
+          "out": "--what profile: the folder for the trace (TensorBoard, ui.perfetto.dev; default: a new temporary "
+                 "folder)."}),
 )
 GROUPS = {"": "JEPA world models in JAX: train, probe and share them.",
           "eval": "Evaluate a frozen model: attentive probes, intuitive physics.",

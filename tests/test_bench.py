@@ -6,7 +6,7 @@ import json
 import pytest
 
 from jepa_jax import config as config_lib, recipes
-from jepa_jax.benchmarks import bench, flops, step
+from jepa_jax.benchmarks import bench, flops, profile, step
 from tests.conftest import require, run_cli
 
 
@@ -72,6 +72,46 @@ def test_compile_measurement_times_unrolled_and_scanned_cold():
     assert result["ratio"] == pytest.approx(result["unrolled"]["total_s"] / result["scanned"]["total_s"])
     assert not config.model.scan_layers  # the caller's config is left as it was
     json.dumps(result)
+
+
+def test_profile_summary_sums_exclusive_op_time_per_kind_layer_and_lane():
+    """Two lanes: a loop (0-100 us) with a matmul nested in it (10-40 us), and an MLP op (50-150 us) on the other;
+    events without an op (an end marker, a Python frame) are not op time."""
+    op = lambda tid, name, ts, dur: {"ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur, "name": name,
+                                     "args": {"hlo_op": name}}
+    events = [op(7, "while.3", 0.0, 100.0), op(7, "ynn_fusion.12", 10.0, 30.0), op(8, "add_fusion.1", 50.0, 100.0),
+              {"ph": "X", "pid": 1, "tid": 7, "ts": 40.0, "dur": 1.0, "name": "end: ynn_fusion.12", "args": {}},
+              {"ph": "X", "pid": 1, "tid": 9, "ts": 0.0, "dur": 500.0, "name": "$step.py:54 __call__"}]
+    paths = profile.source_paths(
+        '  %ynn_fusion.12 = f32[2,8]{1,0} fusion(%a), metadata={op_name="jit(train_step)/predictor_blocks_0/attn/'
+        'while/body/dot_general" stack_frame_id=3}\n'
+        '  %while.3 = (s32[]) while(%t), metadata={op_name="jit(train_step)/predictor_blocks_0/attn/while"}\n'
+        '  add_fusion.1 = f32[8]{0} fusion(%b), metadata={op_name="jit(train_step)/encoder/blocks_1/mlp/fc1/add"}\n')
+    assert paths["add_fusion.1"] == "jit(train_step)/encoder/blocks_1/mlp/fc1/add"
+    summary = profile.summarize(events, paths, step_s=0.5)
+    assert summary["lanes"] == 2
+    assert summary["busy_s"] == pytest.approx([100e-6, 100e-6])
+    assert summary["one_lane_busy_s"] == pytest.approx(100e-6)  # 0-50 us and 100-150 us
+    assert summary["by_op_kind_s"] == pytest.approx({"add_fusion": 100e-6, "while": 70e-6, "ynn_fusion": 30e-6})
+    assert summary["by_layer_s"] == pytest.approx({"attn_loop": 100e-6, "mlp": 100e-6})
+    assert [profile.layer_kind(p) for p in ("a/blocks_0/attn/qkv/dot", "a/blocks_0/norm2/sub", "a/norm/mul",
+                                            "a/patch_embed/conv", "a/adamw/mul")] == [
+        "attn", "norm", "norm", "embed", "other"]
+
+
+def test_profile_measurement_traces_one_step_per_layer(tmp_path):
+    result = run_cli("bench", "--config", "experiments/configs/bench_vjepa2.py:tiny64", "--what", "profile",
+                     "--out", str(tmp_path / "trace"), "--config.model.size=nano",
+                     "--config.model.predictor.depth=1", "--config.data.batch_size=2",
+                     JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["measure"] == "profile" and summary["trace"] == str(tmp_path / "trace")
+    assert profile.read_trace(summary["trace"])  # the trace is kept for TensorBoard / Perfetto
+    layers = summary["by_layer_s"]
+    assert {"attn", "mlp", "norm", "embed", "other"} <= set(layers) and min(layers.values()) > 0
+    assert sum(layers.values()) == pytest.approx(sum(summary["busy_s"]), rel=1e-6)
+    assert 0 < max(summary["busy_s"]) <= summary["step_s"] * 1.05
 
 
 def test_torch_reference_refuses_what_vjepa2model_cannot_run():

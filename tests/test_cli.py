@@ -31,7 +31,7 @@ VERB_FLAGS = {
     "eval physics": "--model --out --pairs --baseline --num_pairs --step --seed --context --reduce --batch_size",
     "ablate jepa-vs-pixels": "--config --workdir --tasks --probe_steps --multihost --coordinator_address "
                              "--num_processes --process_id",
-    "bench": "--config --what --compare --repeats --data --model",
+    "bench": "--config --what --compare --repeats --data --model --out",
 }
 
 

@@ -12,14 +12,17 @@
   plan        latency of one CEM replan at DINO-WM's PushT budget, one episode and a batch (benchmarks.planning)
   checkpoint  train-loop step time with an asynchronous checkpoint after every step vs none
               (benchmarks.checkpoint)
+  profile     a jax.profiler trace of one step, summed per op kind and per layer kind, with each lane's (CPU
+              thread, accelerator stream) busy time and how long one lane worked alone (benchmarks.profile)
 """
 
 from typing import Iterator
 
 from jepa_jax import config as config_lib
-from jepa_jax.benchmarks import attention, checkpoint, compile as compile_lib, data, planning, step
+from jepa_jax.benchmarks import (attention, checkpoint, compile as compile_lib, data, planning,
+                                 profile as profile_lib, step)
 
-MEASURES = ("step", "compile", "attention", "data", "plan", "checkpoint")
+MEASURES = ("step", "compile", "attention", "data", "plan", "checkpoint", "profile")
 COMPARE = ("none", "torch")
 
 
@@ -33,12 +36,13 @@ def check(what, compare: str) -> None:
 
 
 def run(config, what=("step",), *, compare: str = "none", repeats: int = 5, manifest: str | None = None,
-        model: str | None = None) -> Iterator[dict]:
+        model: str | None = None, out: str | None = None) -> Iterator[dict]:
     """Yield one dict per measurement of `what` (MEASURES) for `config`.
 
     compare: "torch" adds the PyTorch reference to the step and attention measurements. manifest: videos for the
     data measurement (default: generated test videos). model: an `ac` run directory for the plan measurement
-    (default: config's architecture with random weights, which must then be an `ac` config).
+    (default: config's architecture with random weights, which must then be an `ac` config). out: the profile's
+    trace folder (default: a new temporary folder).
     """
     check(what, compare)
     config_lib.validate(config)
@@ -55,3 +59,5 @@ def run(config, what=("step",), *, compare: str = "none", repeats: int = 5, mani
         yield planning.replan_latency(model, config, repeats)
     if "checkpoint" in what:
         yield checkpoint.checkpoint_stall(config, steps=max(repeats, 2) * 4)
+    if "profile" in what:
+        yield profile_lib.profile_step(config, out)
