@@ -82,11 +82,15 @@ def test_profile_summary_sums_exclusive_op_time_per_kind_layer_and_lane():
     events = [op(7, "while.3", 0.0, 100.0), op(7, "ynn_fusion.12", 10.0, 30.0), op(8, "add_fusion.1", 50.0, 100.0),
               {"ph": "X", "pid": 1, "tid": 7, "ts": 40.0, "dur": 1.0, "name": "end: ynn_fusion.12", "args": {}},
               {"ph": "X", "pid": 1, "tid": 9, "ts": 0.0, "dur": 500.0, "name": "$step.py:54 __call__"}]
-    paths = profile.source_paths(
-        '  %ynn_fusion.12 = f32[2,8]{1,0} fusion(%a), metadata={op_name="jit(train_step)/predictor_blocks_0/attn/'
-        'while/body/dot_general" stack_frame_id=3}\n'
-        '  %while.3 = (s32[]) while(%t), metadata={op_name="jit(train_step)/predictor_blocks_0/attn/while"}\n'
-        '  add_fusion.1 = f32[8]{0} fusion(%b), metadata={op_name="jit(train_step)/encoder/blocks_1/mlp/fc1/add"}\n')
+    paths = profile.source_paths(  # XLA leaves a loop body's fusions without a source path: the while's applies
+        '%body.7 (arg: (s32[], f32[8])) -> (s32[], f32[8]) {\n'
+        '  %ynn_fusion.12 = f32[2,8]{1,0} fusion(%a), kind=kCustom, calls=%fused_computation.3\n'
+        '}\n'
+        'ENTRY %main.9 (p: f32[8]) -> f32[8] {\n'
+        '  %while.3 = (s32[], f32[8]) while(%t), condition=%cond.2, body=%body.7, '
+        'metadata={op_name="jit(train_step)/predictor_blocks_0/attn/while" stack_frame_id=3}\n'
+        '  ROOT add_fusion.1 = f32[8]{0} fusion(%b), metadata={op_name="jit(train_step)/encoder/blocks_1/mlp/fc1/add"}\n'
+        '}\n')
     assert paths["add_fusion.1"] == "jit(train_step)/encoder/blocks_1/mlp/fc1/add"
     summary = profile.summarize(events, paths, step_s=0.5)
     assert summary["lanes"] == 2

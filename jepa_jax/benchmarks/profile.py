@@ -40,9 +40,42 @@ def layer_kind(op_name: str) -> str:
     return next((kind for kind, pattern in LAYER_KINDS if pattern.search(op_name)), "other")
 
 
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{$")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = ")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_CALLED = re.compile(r"(?:body|condition|calls|to_apply|branch_computations)=(\{[^}]*\}|%?[\w.\-]+)")
+
+
 def source_paths(hlo_text: str) -> dict[str, str]:
-    """{HLO instruction name: its metadata op_name} from a compiled module's text."""
-    return dict(re.findall(r'^\s*%?([\w.\-]+) = [^\n]*?op_name="([^"]*)"', hlo_text, re.M))
+    """{HLO instruction name: its source path (metadata op_name)} from a compiled module's text. An instruction
+    without one (XLA leaves loop bodies' fusions bare) takes that of the instruction calling its computation (the
+    `while` of a loop body)."""
+    own, computation_of, caller = {}, {}, {}
+    computation = None
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group(1)
+            continue
+        instruction = _INSTRUCTION.match(line)
+        if not instruction:
+            continue
+        name = instruction.group(1)
+        computation_of[name] = computation
+        op_name = _OP_NAME.search(line)
+        if op_name:
+            own[name] = op_name.group(1)
+        for called in _CALLED.findall(line):
+            for callee in re.findall(r"[\w.\-]+", called):
+                caller.setdefault(callee, name)
+
+    def path(name: str, depth: int = 0) -> str:
+        if name in own or depth > 32:
+            return own.get(name, "")
+        parent = caller.get(computation_of.get(name))
+        return path(parent, depth + 1) if parent else ""
+
+    return {name: path(name) for name in computation_of}
 
 
 def _exclusive(events: list[dict]) -> list[tuple[dict, float]]:
