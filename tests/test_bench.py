@@ -89,7 +89,8 @@ def test_profile_summary_sums_exclusive_op_time_per_kind_layer_and_lane():
         'ENTRY %main.9 (p: f32[8]) -> f32[8] {\n'
         '  %while.3 = (s32[], f32[8]) while(%t), condition=%cond.2, body=%body.7, '
         'metadata={op_name="jit(train_step)/predictor_blocks_0/attn/while" stack_frame_id=3}\n'
-        '  ROOT add_fusion.1 = f32[8]{0} fusion(%b), metadata={op_name="jit(train_step)/encoder/blocks_1/mlp/fc1/add"}\n'
+        '  ROOT add_fusion.1 = f32[8]{0} fusion(%b), '
+        'metadata={op_name="jit(train_step)/encoder/blocks_1/mlp/fc1/add"}\n'
         '}\n')
     assert paths["add_fusion.1"] == "jit(train_step)/encoder/blocks_1/mlp/fc1/add"
     summary = profile.summarize(events, paths, step_s=0.5)
