@@ -7,6 +7,7 @@
 #    MFU against the device's dense bf16 peak, peak device memory, analytic vs XLA FLOPs).
 # 2. At that batch: the same step beside the PyTorch reference (--compare torch: ratio, both peaks).
 # 3. The attention kernels at the encoder's shape (cuDNN, XLA, torch SDPA).
+# 4. A profile of one step at that batch: time per op kind and layer kind, the trace in ${OUT:-.}/profile.
 # Every JSON line goes to stdout and to ${OUT:-.}/gpu_bench.jsonl.
 set -uo pipefail
 config="${1:-experiments/configs/bench_vjepa2.py:large256}"
@@ -23,3 +24,4 @@ done
 bench --config.data.batch_size="${fits}" --what step --compare torch --repeats 5 \
   || echo "the PyTorch reference failed at batch ${fits} (out of memory?)" >&2
 bench --config.data.batch_size="${fits}" --what attention --compare torch --repeats 10
+bench --config.data.batch_size="${fits}" --what profile --out "${OUT:-.}/profile"
