@@ -12,11 +12,11 @@
 set -uo pipefail
 config="${1:-experiments/configs/bench_vjepa2.py:large256}"
 shift || true
-batches=("${@:-64 48 32 24 16 8}")
+if (( $# )); then batches=("$@"); else batches=(64 48 32 24 16 8); fi
 out="${OUT:-.}/gpu_bench.jsonl"
 bench() { jepa-jax bench --config "${config}" "$@" | tee -a "${out}"; }
 fits=""
-for batch in ${batches[*]}; do
+for batch in "${batches[@]}"; do
   if bench --config.data.batch_size="${batch}" --what step --repeats 5; then fits="${batch}"; break; fi
   echo "batch ${batch} does not fit" >&2
 done
