@@ -23,7 +23,7 @@ import zipfile
 import ml_collections
 import numpy as np
 
-from jepa_jax import checkpoint, config as config_lib, layouts, metrics as metrics_lib, native, recipes
+from jepa_jax import checkpoint, config as config_lib, layouts, metrics as metrics_lib, native, recipes, storage
 from jepa_jax.models import posemb, vit
 
 GROUPS = native.GROUPS
@@ -522,6 +522,7 @@ def load_weights(path: str, step: int | None = None) -> native.Weights:
 
 def export(source: str, out: str, fmt: str, *, step: int | None = None, groups=GROUPS, encoder: str = "auto") -> dict:
     """`jepa-jax export`: write `source` (run dir or native folder) to `out` in format `fmt`; returns a summary."""
+    storage.check_local(out, "--out")
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r} is unknown: choose one of {list(FORMATS)}")
     unknown = sorted(set(groups) - set(GROUPS))
@@ -546,6 +547,7 @@ def import_weights(fmt: str, src: str, out: str, arch: str | None = None, num_he
     """`jepa-jax import`: official ("fair") or Hugging Face ("hf") weights -> a native folder at `out`. arch,
     num_heads, predictor_heads: what a fair checkpoint's tensors cannot say (see config_from_fair); given, they
     win over the config a jepa_jax export carries."""
+    storage.check_local(out, "--out")
     given = arch or num_heads or predictor_heads
     if fmt == "fair":
         groups, ours = read_fair(src)

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from jepa_jax import config as config_lib, export, native
+from jepa_jax import config as config_lib, export, native, storage
 from jepa_jax.data import pipeline
 from jepa_jax.models import vit
 
@@ -126,6 +126,7 @@ def extract(model_path: str, manifest: str, out: str, *, pool: str = "mean", bat
     the reason).
     Returns a summary: clips, skipped, shape, seconds, files.
     """
+    storage.check_local(out, "--out")
     if pool not in POOLINGS:
         raise ValueError(f"--pool {pool!r}: choose one of {list(POOLINGS)}")
     if not out.endswith((".npy", ".safetensors")):

@@ -11,8 +11,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from jepa_jax import ablate, checkpoint, config as config_lib, metrics as metrics_lib, storage, sweep
-from jepa_jax.data import packed, sources, video
+from jepa_jax import (ablate, checkpoint, config as config_lib, export, metrics as metrics_lib, pretrained, storage,
+                      sweep)
+from jepa_jax.data import demo, inspect, packed, sources, trajectories, video
+from jepa_jax.evals import physics_report, plan
 from tests.conftest import REPO, TINY_WORLD, require, run_cli
 from tests.data.conftest import truncate_file, write_video
 from tests.data.test_multihost import free_port
@@ -142,6 +144,21 @@ def test_sweeps_and_ablations_refuse_a_bucket_workdir_in_one_line():
         sweep.run_sweep("experiments/sweeps/ema_lr.py", "gs://b/sweep")
     with pytest.raises(ValueError, match="--workdir gs://b/ablate: this command writes local folders only"):
         ablate.jepa_vs_pixels(config_lib.load(TINY_WORLD, "smoke"), "gs://b/ablate")
+
+
+@pytest.mark.parametrize("write", [
+    lambda out: export.export("runs/none", out, "native"), lambda out: export.import_weights("hf", "none", out),
+    lambda out: pretrained.extract("runs/none", "none.csv", out), lambda out: demo.write_motion_videos(out),
+    lambda out: inspect.inspect_manifest("none.csv", out), lambda out: trajectories.collect("pusht", 1, out),
+    lambda out: physics_report.evaluate("runs/none", out), lambda out: plan.evaluate(None, "pusht", out_dir=out)],
+    ids=["export", "import", "extract", "demo", "inspect", "collect", "physics", "plan"])
+def test_library_writers_of_local_folders_refuse_a_bucket_out_first(write, tmp_path, monkeypatch):
+    """The Python API refuses as the CLI does (a bucket URL would become a local folder named gs:), before
+    reading its other arguments (all missing here)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="^--out gs://b/out: this command writes local folders only"):
+        write("gs://b/out")
+    assert not os.listdir(tmp_path)
 
 
 def test_json_lines_on_a_bucket_keep_every_line_across_reopening(gcs):

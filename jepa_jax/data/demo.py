@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from jepa_jax import storage
 from jepa_jax.data import video
 from jepa_jax.worlds import BallsWorldConfig, render
 
@@ -42,6 +43,7 @@ def write_motion_videos(out: str, *, num_train: int = 64, num_val: int = 32, num
 
     Returns {"train": train.csv, "val": val.csv, "classes": MOTIONS, "videos": count}.
     """
+    storage.check_local(out, "--out")
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(seed)
     manifests = {}

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from jepa_jax import masks as masks_lib
+from jepa_jax import masks as masks_lib, storage
 from jepa_jax.data import sources, transforms, video
 
 
@@ -36,6 +36,7 @@ def inspect_manifest(manifest: str, out_dir: str, *, num_samples: int = 6, frame
                      crop_size: int = 224, patch_size: int = 16, tubelet_size: int = 2, frame_step: int | None = None,
                      target_fps: float | None = 4.0, max_probe: int = 500, seed: int = 0) -> dict:
     """Summarise `manifest` and write `inspect.json` and `contact_sheet.png` to `out_dir`; returns the summary."""
+    storage.check_local(out_dir, "--out")
     entries = sources.read_manifest(manifest)
     picked = entries if len(entries) <= max_probe else [entries[i] for i in
                                                          np.linspace(0, len(entries) - 1, max_probe).astype(int)]

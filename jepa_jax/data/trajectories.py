@@ -25,7 +25,7 @@ import zlib
 import grain
 import numpy as np
 
-from jepa_jax import envs, metrics
+from jepa_jax import envs, metrics, storage
 from jepa_jax.data import exploration, pipeline, video
 
 META = "meta.json"
@@ -165,6 +165,7 @@ def collect(env_name: str, episodes: int, out_dir: str, *, steps_per_episode: in
     run episodes (in chunks of at most EPISODES_PER_TASK). Returns {"env", "out_dir", "episodes", "episodes_written",
     "episodes_skipped", "frames_written", "seconds"}.
     """
+    storage.check_local(out_dir, "--out")
     if episodes < 1 or steps_per_episode < 1 or workers < 1 or not 0.0 <= policy_mix <= 1.0:
         raise ValueError(f"collect needs episodes >= 1, steps_per_episode >= 1, workers >= 1 and 0 <= policy_mix <= "
                          f"1 (got {episodes}, {steps_per_episode}, {workers}, {policy_mix})")

@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tqdm
 
+from jepa_jax import storage
 from jepa_jax.data import transforms, video
 from jepa_jax.evals import physics
 from jepa_jax.worlds import BallsWorldConfig, physics_pairs
@@ -111,6 +112,7 @@ def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = N
     features without its predictor (copy_last_slice) and, with `baseline`, a pixel-reconstruction run; per
     category. context: frames of context of the headline table
     (default: half the window); every context length and both reductions are in physics.json."""
+    storage.check_local(out, "--out")
     physics.per_clip(np.zeros(1), reduce)  # validate before anything loads
     for name, value in (("num_pairs", num_pairs), ("stride", stride), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jepa_jax import envs as envs_lib, export, native, planning
+from jepa_jax import envs as envs_lib, export, native, planning, storage
 from jepa_jax import config as config_lib
 from jepa_jax.data import exploration, trajectories
 from jepa_jax.models import ac_predictor, vit
@@ -436,6 +436,8 @@ def evaluate(model: WorldModel, env_name: str, *, episodes: int = 50, seed: int 
     """DINO-WM-protocol goal reaching (module docstring) with the model and, with `baselines`, random actions and
     the simulator oracle (on the first `oracle_episodes`). Writes plan_report.md, plan.json and plan_strip.png to
     out_dir when given. Returns {"model": summary, "random": ..., "oracle": ..., "info": {...}}."""
+    if out_dir:
+        storage.check_local(out_dir, "--out")
     if not 1 <= execute <= settings.horizon:
         raise ValueError(f"execute={execute} must be in [1, planner horizon {settings.horizon}]")
     probe_env = envs_lib.make(env_name, model.image_size)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -22,21 +23,39 @@ STEPS = 12
 
 
 def launch(workdir, processes: int, *flags: str, steps: int = STEPS):
-    """`processes` jax.distributed processes training the smoke config into `workdir` (a path or a bucket URL)."""
+    """`processes` jax.distributed processes training the smoke config into `workdir` (a path or a bucket URL).
+    Each writes its output to temporary files (`output`), not to pipes nobody reads while it runs: a full pipe would
+    stall that process, and the others with it at their next collective."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process
     port = free_port()
-    return [subprocess.Popen(
-        ["timeout", "-s", "KILL", "900", sys.executable, "-m", "jepa_jax.cli", "train", "--config",
-         f"{TINY_WORLD}:smoke", f"--config.train.steps={steps}", "--config.train.checkpoint_every=4",
-         "--config.data.batch_size=8", "--config.probe.at_fractions=()", *flags, "--workdir", str(workdir),
-         "--coordinator_address", f"127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={pid}"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in range(processes)]
+    procs = []
+    for pid in range(processes):
+        logs = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        procs.append(subprocess.Popen(
+            ["timeout", "-s", "KILL", "900", sys.executable, "-m", "jepa_jax.cli", "train", "--config",
+             f"{TINY_WORLD}:smoke", f"--config.train.steps={steps}", "--config.train.checkpoint_every=4",
+             "--config.data.batch_size=8", "--config.probe.at_fractions=()", *flags, "--workdir", str(workdir),
+             "--coordinator_address", f"127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={pid}"],
+            cwd=REPO, env=env, stdout=logs[0], stderr=logs[1], text=True))
+        procs[-1].logs = logs
+    return procs
+
+
+def output(proc) -> tuple[str, str]:
+    """(standard output, standard error) a launched process has written so far."""
+    texts = []
+    for log in proc.logs:
+        log.seek(0)
+        texts.append(log.read())
+    return texts[0], texts[1]
 
 
 def finish(procs, workdir, printed: list | None = None) -> dict:
     """Waits for every process (all must exit 0) and returns the run's summary.json; `printed` gets each process's
     standard output."""
-    outputs = [p.communicate(timeout=920) for p in procs]
+    for proc in procs:
+        proc.wait(timeout=920)
+    outputs = [output(p) for p in procs]
     for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
     if printed is not None:
@@ -55,7 +74,7 @@ def test_four_processes_preempted_resume_exactly_and_two_processes_restore(tmp_p
     procs = launch(preempted, 4, "--config.probe.report=False")
     deadline = time.time() + 800
     while not (preempted / "checkpoints" / "4" / checkpoint.COMMIT_FILE).exists():
-        assert all(p.poll() is None for p in procs) and time.time() < deadline, [p.communicate() for p in procs]
+        assert all(p.poll() is None for p in procs) and time.time() < deadline, [output(p) for p in procs]
         time.sleep(0.05)
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
