@@ -205,6 +205,28 @@ def bucket_videos(gcs, tmp_path_factory):
     return local, folder
 
 
+def test_opening_a_bucket_video_costs_one_metadata_lookup(bucket_videos, monkeypatch):
+    """Each clip read pays its metadata requests again: one lookup (gcsfs: the object, then its listing), not a
+    separate existence, folder and size check (8 requests before). Missing, folder and empty objects still get
+    their own reasons."""
+    gcsfs = require("gcsfs")
+    _, folder = bucket_videos
+    storage.path(f"{folder}/empty.mp4").write_bytes(b"")
+    requests, call = [], gcsfs.GCSFileSystem._call
+
+    async def counted(self, method, path, *args, **kwargs):
+        requests.append(str(path))
+        return await call(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(gcsfs.GCSFileSystem, "_call", counted)
+    assert video.probe(f"{folder}/videos/clip1.mp4").num_frames == 36
+    assert len([r for r in requests if "alt=media" not in r]) == 2, requests
+    for name, reason in (("videos/none.mp4", "missing"), ("videos", "not_video"), ("empty.mp4", "empty")):
+        with pytest.raises(video.VideoError) as error:
+            video.probe(f"{folder}/{name}")
+        assert error.value.reason == reason, name
+
+
 def test_manifests_videos_and_packed_shards_are_read_from_a_bucket(bucket_videos, tmp_path, monkeypatch):
     local, folder = bucket_videos
     entries = sources.read_manifest(f"{folder}/train.csv")

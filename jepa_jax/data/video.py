@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
+import io
 import math
+import os
+
 import numpy as np
 
 from jepa_jax import storage
@@ -123,18 +126,37 @@ def _require_av() -> None:
         raise ImportError("reading or writing videos needs PyAV: pip install 'jepa_jax[video]'")
 
 
+def _source(path: str):
+    """What av.open reads: a local path, or an open bucket file (opening it is the only metadata request: no
+    separate existence, folder and size checks, each a round trip). VideoError for a missing, folder or empty one."""
+    if storage.is_remote(path):
+        try:
+            source = storage.open_binary(path)
+        except FileNotFoundError as e:
+            raise VideoError(path, "missing", "no such file") from e
+        except IsADirectoryError as e:
+            raise VideoError(path, "not_video", "is a directory") from e
+        if source.seek(0, io.SEEK_END) == 0:  # an empty object, or a folder (gcsfs opens those too)
+            source.close()
+            if storage.path(path).is_dir():
+                raise VideoError(path, "not_video", "is a directory")
+            raise VideoError(path, "empty", "0 bytes")
+        source.seek(0)
+        return source
+    if not os.path.exists(path):
+        raise VideoError(path, "missing", "no such file")
+    if os.path.isdir(path):
+        raise VideoError(path, "not_video", "is a directory")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "empty", "0 bytes")
+    return path
+
+
 def _open(path: str) -> av.container.InputContainer:
     """Opens `path` for reading; raises VideoError(missing / empty / not_video / undecodable / truncated)."""
     _require_av()
-    location = storage.path(path)
-    if not location.exists():
-        raise VideoError(path, "missing", "no such file")
-    if location.is_dir():
-        raise VideoError(path, "not_video", "is a directory")
-    if storage.size(path) == 0:
-        raise VideoError(path, "empty", "0 bytes")
     try:
-        return av.open(storage.open_binary(path) if storage.is_remote(path) else path, metadata_errors="ignore")
+        return av.open(_source(path), metadata_errors="ignore")
     except av.FFmpegError as e:
         raise VideoError(path, _damaged_reason(path), f"cannot open: {e}") from e
     except OSError as e:
