@@ -100,8 +100,8 @@ def test_profile_summary_sums_exclusive_op_time_per_kind_layer_and_lane():
     assert summary["by_op_kind_s"] == pytest.approx({"add_fusion": 100e-6, "while": 70e-6, "ynn_fusion": 30e-6})
     assert summary["by_layer_s"] == pytest.approx({"attn_loop": 100e-6, "mlp": 100e-6})
     assert [profile.layer_kind(p) for p in ("a/blocks_0/attn/qkv/dot", "a/blocks_0/norm2/sub", "a/norm/mul",
-                                            "a/patch_embed/conv", "a/adamw/mul")] == [
-        "attn", "norm", "norm", "embed", "other"]
+                                            "a/patch_embed/conv", "a/adamw/mul", "a/predictor_norm/mul")] == [
+        "attn", "norm", "norm", "embed", "other", "norm"]
 
 
 def test_profile_measurement_traces_one_step_per_layer(tmp_path):

@@ -26,7 +26,7 @@ from jepa_jax.benchmarks import step as step_lib
 TOP_KINDS = 12
 # Layer kind of an op from its source path (HLO metadata op_name), first match wins.
 LAYER_KINDS = (("attn_loop", re.compile(r"/attn/.*while")), ("attn", re.compile(r"/attn/")),
-               ("mlp", re.compile(r"/mlp/")), ("norm", re.compile(r"/norm\d?/")),
+               ("mlp", re.compile(r"/mlp/")), ("norm", re.compile(r"[/_]norm\d?/")),
                ("embed", re.compile(r"patch_embed|predictor_embed|predictor_proj")))
 
 
