@@ -301,7 +301,7 @@ def _plan() -> None:
 
 def _bench() -> None:
     from jepa_jax.benchmarks import bench  # pylint: disable=g-import-not-at-top
-    bench.check(_WHAT.value, _COMPARE.value)  # before the config is built
+    bench.check(_WHAT.value, _COMPARE.value, _OUT.value)  # before the config is built
     for result in bench.run(_CONFIG.value, _WHAT.value, compare=_COMPARE.value, repeats=_REPEATS.value,
                             manifest=_DATA.value, model=_MODEL.value, out=_OUT.value):
         print(json.dumps(result), flush=True)
@@ -443,8 +443,8 @@ def _flag_names(required: str) -> set[str]:
 
 
 def _check(verb: Verb, args: list[str]) -> None:
-    """Exits with a one-line error on another verb's flag, a missing flag, wrong positional arguments or a bucket
-    --out (the verbs with --out write local folders)."""
+    """Exits with a one-line error on another verb's flag, a missing flag or wrong positional arguments. (A bucket
+    --out is refused by the function behind each verb, storage.check_local.)"""
     given = {name for v in VERBS for name in v.flags if flags.FLAGS[name].present}
     foreign = sorted(given - set(verb.flags))
     if foreign:
@@ -454,12 +454,6 @@ def _check(verb: Verb, args: list[str]) -> None:
     if missing or len(args) > len(verb.args):
         problem = f"missing {', '.join(missing)}" if missing else f"unexpected {' '.join(args[len(verb.args):])}"
         _error(f"usage: {_usage(verb)} ({problem}); see jepa-jax {verb.name} --help")
-    if "out" in verb.flags and _OUT.value:  # a bucket URL would become a local folder named "gs:"
-        from jepa_jax import storage  # pylint: disable=g-import-not-at-top
-        try:
-            storage.check_local(_OUT.value, "--out")
-        except ValueError as err:
-            _error(err)
 
 
 def _format(default) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from jepa_jax import (ablate, checkpoint, config as config_lib, export, metrics as metrics_lib, pretrained, storage,
                       sweep)
+from jepa_jax.benchmarks import bench
 from jepa_jax.data import demo, inspect, packed, sources, trajectories, video
 from jepa_jax.evals import physics_report, plan
 from tests.conftest import REPO, TINY_WORLD, require, run_cli
@@ -150,11 +151,12 @@ def test_sweeps_and_ablations_refuse_a_bucket_workdir_in_one_line():
     lambda out: export.export("runs/none", out, "native"), lambda out: export.import_weights("hf", "none", out),
     lambda out: pretrained.extract("runs/none", "none.csv", out), lambda out: demo.write_motion_videos(out),
     lambda out: inspect.inspect_manifest("none.csv", out), lambda out: trajectories.collect("pusht", 1, out),
-    lambda out: physics_report.evaluate("runs/none", out), lambda out: plan.evaluate(None, "pusht", out_dir=out)],
-    ids=["export", "import", "extract", "demo", "inspect", "collect", "physics", "plan"])
+    lambda out: physics_report.evaluate("runs/none", out), lambda out: plan.evaluate(None, "pusht", out_dir=out),
+    lambda out: next(bench.run(None, ("step", "profile"), out=out))],
+    ids=["export", "import", "extract", "demo", "inspect", "collect", "physics", "plan", "bench"])
 def test_library_writers_of_local_folders_refuse_a_bucket_out_first(write, tmp_path, monkeypatch):
-    """The Python API refuses as the CLI does (a bucket URL would become a local folder named gs:), before
-    reading its other arguments (all missing here)."""
+    """The functions behind the --out verbs refuse a bucket URL (it would become a local folder named gs:) before
+    reading their other arguments (all missing here); the CLI relies on them."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="^--out gs://b/out: this command writes local folders only"):
         write("gs://b/out")

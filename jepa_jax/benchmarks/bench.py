@@ -18,7 +18,7 @@
 
 from typing import Iterator
 
-from jepa_jax import config as config_lib
+from jepa_jax import config as config_lib, storage
 from jepa_jax.benchmarks import (attention, checkpoint, compile as compile_lib, data, planning,
                                  profile as profile_lib, step)
 
@@ -26,13 +26,15 @@ MEASURES = ("step", "compile", "attention", "data", "plan", "checkpoint", "profi
 COMPARE = ("none", "torch")
 
 
-def check(what, compare: str) -> None:
-    """One-line errors for unknown measures or references, before anything is built."""
+def check(what, compare: str, out: str | None = None) -> None:
+    """One-line errors for unknown measures or references, or a bucket trace folder, before anything is built."""
     unknown = sorted(set(what) - set(MEASURES))
     if unknown:
         raise ValueError(f"--what {','.join(unknown)}: choose from {','.join(MEASURES)}")
     if compare not in COMPARE:
         raise ValueError(f"--compare {compare}: choose one of {', '.join(COMPARE)}")
+    if out:
+        storage.check_local(out, "--out")
 
 
 def run(config, what=("step",), *, compare: str = "none", repeats: int = 5, manifest: str | None = None,
@@ -44,7 +46,7 @@ def run(config, what=("step",), *, compare: str = "none", repeats: int = 5, mani
     (default: config's architecture with random weights, which must then be an `ac` config). out: the profile's
     trace folder (default: a new temporary folder).
     """
-    check(what, compare)
+    check(what, compare, out)
     config_lib.validate(config)
     if "step" in what:
         yield step.measure_step(config, repeats, compare if compare != "none" else None)

@@ -121,15 +121,15 @@ def summarize(events: list[dict], paths: dict[str, str], step_s: float) -> dict:
     lanes = collections.defaultdict(list)
     for event in ops:
         lanes[(event["pid"], event["tid"])].append(event)
-    kinds, layers, busy = collections.Counter(), collections.Counter(), []
+    kinds, layers = collections.Counter(), collections.Counter()
     for lane in lanes.values():
         for event, micros in _exclusive(lane):
             kinds[op_kind(event["args"]["hlo_op"])] += micros / 1e6
             layers[layer_kind(paths.get(event["args"]["hlo_op"], ""))] += micros / 1e6
-        busy.append(sum(end - start for start, end in _union(lane)) / 1e6)
+    unions = [_union(lane) for lane in lanes.values()]
+    busy = [sum(end - start for start, end in union) / 1e6 for union in unions]
     return {"step_s": step_s, "lanes": len(lanes), "busy_s": sorted(busy, reverse=True),
-            "one_lane_busy_s": _one_lane_busy([_union(lane) for lane in lanes.values()]) / 1e6 if len(lanes) > 1
-            else None,
+            "one_lane_busy_s": _one_lane_busy(unions) / 1e6 if len(lanes) > 1 else None,
             "by_op_kind_s": dict(kinds.most_common(TOP_KINDS)), "by_layer_s": dict(layers.most_common())}
 
 
