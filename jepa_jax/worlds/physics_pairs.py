@@ -12,7 +12,8 @@ breaks one rule, its ``category`` (the properties tested on infants and by Garri
 - ``inertia``: a ball in free flight, away from walls and balls, turns round without cause (an impulse of at least
   1.7 times its speed).
 - ``gravity``: a ball starts falling upwards (gravity reversed for it from the event on).
-- ``constancy``: a ball changes colour (to one no ball of the clip has).
+- ``constancy``: two balls swap colours. Every frame keeps the world's palette, so only each ball's identity over
+  time gives it away (a colour no ball has would be a novelty that even a random-init encoder notices).
 
 Each pair is a pure function of ``(config, category, seed)``: attempts draw scenes from
 ``np.random.SeedSequence([seed, attempt])`` until one allows the event (e.g. a collision for ``solidity``).
@@ -256,13 +257,14 @@ def _gravity(config, scene, occluder_x):
 def _constancy(config, scene, occluder_x):
     rng, n = scene.rng, config.num_balls
     ball, event = _ball_and_event(config, rng)
-    unused = np.arange(n, len(BALL_COLORS)) if n < len(BALL_COLORS) else np.delete(np.arange(n), ball)
+    other = int(rng.choice(np.delete(np.arange(n), ball)))
     color = np.broadcast_to(BALL_COLORS[:n], (config.num_frames, n, 3)).copy()
-    color[event:, ball] = BALL_COLORS[int(rng.choice(unused))]
+    color[event:, [ball, other]] = BALL_COLORS[[other, ball]]
     possible = _track(config, scene.base, occluder_x)
-    return possible, _track(config, scene.base, occluder_x, color=color), "recolour", event, (ball,)
+    return possible, _track(config, scene.base, occluder_x, color=color), "swap", event, (ball, other)
 
 
+_TWO_BALLS = {"solidity": "two of them collide", "constancy": "two of them swap colours"}
 _MAKERS = {"permanence": _permanence, "continuity": _continuity, "solidity": _solidity, "inertia": _inertia,
            "gravity": _gravity, "constancy": _constancy}
 
@@ -278,12 +280,15 @@ def make_pair(config: BallsWorldConfig, category: str, seed: int) -> PhysicsPair
     """One pair of ``category`` (see the module docstring); a pure function of its arguments.
 
     Raises:
-        ValueError: for an unknown category or a clip too short for an event window.
+        ValueError: for an unknown category, a clip too short for an event window, or one ball where the event
+            needs two.
         RuntimeError: when no scene of this world allows the event (e.g. no collisions ever).
     """
     check_category(category)
     if config.num_frames < 6:
         raise ValueError(f"num_frames={config.num_frames}: physics pairs need at least 6 frames")
+    if category in _TWO_BALLS and config.num_balls < 2:
+        raise ValueError(f"{category} pairs need two balls (num_balls={config.num_balls}): {_TWO_BALLS[category]}")
     for attempt in range(_MAX_ATTEMPTS):
         rng = np.random.default_rng(np.random.SeedSequence([seed, attempt]))
         world_seed = int(rng.integers(2**31))

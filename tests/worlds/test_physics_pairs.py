@@ -137,15 +137,19 @@ def test_gravity_the_ball_falls_upwards_from_the_event_on():
     assert checked >= len(SEEDS)
 
 
-def test_constancy_a_ball_takes_a_colour_no_ball_has():
+def test_constancy_two_balls_swap_colours_and_the_palette_stays_the_worlds():
     for pair in _pairs("constancy"):
-        (ball,), e = pair.balls, pair.event_frame
-        old, new = pair.possible.color[0, ball], pair.impossible.color[e, ball]
-        assert not any(np.array_equal(new, c) for c in pair.possible.color[0])
-        assert (pair.possible.color == old[None]).all(axis=-1)[:, ball].all()
-        assert (pair.impossible.color[e:, ball] == new).all()
-        np.testing.assert_array_equal(_centre_pixel(pair.impossible, e, ball), new)
-        np.testing.assert_array_equal(_centre_pixel(pair.possible, e, ball), old)
+        (ball, other), e = pair.balls, pair.event_frame
+        world = BALL_COLORS[:CONFIG.num_balls]
+        np.testing.assert_array_equal(pair.possible.color, np.broadcast_to(world, pair.possible.color.shape))
+        np.testing.assert_array_equal(pair.impossible.color[:e], pair.possible.color[:e])
+        np.testing.assert_array_equal(pair.impossible.color[e:, [ball, other]],
+                                      np.broadcast_to(world[[other, ball]], (CONFIG.num_frames - e, 2, 3)))
+        assert ball != other
+        for t in range(CONFIG.num_frames):  # every frame shows the world's colours, each on one ball
+            assert sorted(map(tuple, pair.impossible.color[t])) == sorted(map(tuple, world))
+        np.testing.assert_array_equal(_centre_pixel(pair.impossible, e, ball), world[other])
+        np.testing.assert_array_equal(_centre_pixel(pair.possible, e, ball), world[ball])
 
 
 def test_pairs_are_deterministic_per_seed():
@@ -165,3 +169,5 @@ def test_bad_input_is_one_line():
         physics_pairs.make_pair(CONFIG, "levitation", 0)
     with pytest.raises(ValueError, match="num_frames=4: physics pairs need at least 6 frames"):
         physics_pairs.make_pair(BallsWorldConfig(num_frames=4), "gravity", 0)
+    with pytest.raises(ValueError, match=r"constancy pairs need two balls \(num_balls=1\): two of them swap colours"):
+        physics_pairs.make_pair(BallsWorldConfig(num_frames=16, num_balls=1), "constancy", 0)
