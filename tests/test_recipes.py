@@ -144,3 +144,13 @@ def test_config_copies_and_config_json_keep_the_mask_order_the_run_uses(tmp_path
     for source in (config, deep):
         config_lib.write_json(source, str(tmp_path / "config.json"))
         assert list(config_lib.load_run(str(tmp_path)).masks) == list(source.masks)
+
+
+def test_tiny_world_physics_variant_predicts_the_later_half_from_the_first():
+    config = config_lib.load(os.path.join(CONFIGS, "tiny_world.py"), "physics,smoke")
+    (masker,) = config_lib.build_maskers(config)
+    time_slices, height, width = config_lib.token_grid(config)
+    context, target = masker(np.random.default_rng(0), 2)
+    np.testing.assert_array_equal(context[0], np.arange(time_slices // 2 * height * width))
+    np.testing.assert_array_equal(target[0], np.arange(time_slices // 2 * height * width, time_slices * height * width))
+    assert config.loss.kind == "l2"
