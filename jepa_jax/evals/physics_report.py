@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import tqdm
+from absl import logging
 
 from jepa_jax import storage
 from jepa_jax.data import transforms, video
@@ -34,10 +35,16 @@ class PairSet:
 
 
 def builtin_pairs(model: physics.SurpriseModel, num_pairs: int, seed: int, categories=physics_pairs.CATEGORIES):
-    """num_pairs built-in pairs per category in the model's world (frame size, balls, occluder), 2 windows long."""
+    """num_pairs built-in pairs per category in the model's world (frame size, balls, occluder), 2 windows long;
+    categories the world cannot stage (two-ball events in a one-ball world) are skipped with a warning."""
     world = dict(model.config.data.world)
     world.update(size=model.size, num_frames=2 * model.window)
-    pairs = physics_pairs.make_pairs(BallsWorldConfig(**world), categories, num_pairs, seed)
+    world = BallsWorldConfig(**world)
+    skipped = [c for c in categories if not physics_pairs.stageable(world, c)]
+    if skipped:
+        logging.warning("skipping %s: a %d-ball world cannot stage them", ", ".join(skipped), world.num_balls)
+    staged = [c for c in categories if c not in skipped]
+    pairs = physics_pairs.make_pairs(world, staged, num_pairs, seed)
     return PairSet(np.stack([p.possible.frames for p in pairs]), np.stack([p.impossible.frames for p in pairs]),
                    [p.category for p in pairs], np.array([p.event_frame for p in pairs]),
                    [f"{p.category}/{p.variant} seed {p.world_seed}" for p in pairs])

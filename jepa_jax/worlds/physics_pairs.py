@@ -269,6 +269,11 @@ _MAKERS = {"permanence": _permanence, "continuity": _continuity, "solidity": _so
            "gravity": _gravity, "constancy": _constancy}
 
 
+def stageable(config: BallsWorldConfig, category: str) -> bool:
+    """Whether this world can stage the category's event (``solidity`` and ``constancy`` need two balls)."""
+    return category not in _TWO_BALLS or config.num_balls >= 2
+
+
 def check_category(category: str) -> str:
     """The category, or a one-line ValueError listing the valid ones."""
     if category not in CATEGORIES:
@@ -287,7 +292,7 @@ def make_pair(config: BallsWorldConfig, category: str, seed: int) -> PhysicsPair
     check_category(category)
     if config.num_frames < 6:
         raise ValueError(f"num_frames={config.num_frames}: physics pairs need at least 6 frames")
-    if category in _TWO_BALLS and config.num_balls < 2:
+    if not stageable(config, category):
         raise ValueError(f"{category} pairs need two balls (num_balls={config.num_balls}): {_TWO_BALLS[category]}")
     for attempt in range(_MAX_ATTEMPTS):
         rng = np.random.default_rng(np.random.SeedSequence([seed, attempt]))

@@ -229,3 +229,10 @@ def test_cli_eval_physics_prints_one_json_line(smoke_run, tmp_path):
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["num_pairs"] == 12 and line["report"] == os.path.join(out, "physics_report.md")
     assert set(line["scores"]["random_init"]) == set(physics_pairs.CATEGORIES)
+
+
+def test_a_one_ball_world_skips_the_categories_that_need_two_balls(smoke_config):
+    config = config_lib.copy_config(smoke_config)
+    config.data.world.num_balls = 1
+    pairs = physics_report.builtin_pairs(physics.random_model(config, seed=0), num_pairs=1, seed=0)
+    assert pairs.categories == [c for c in physics_pairs.CATEGORIES if c not in ("solidity", "constancy")]
