@@ -37,9 +37,7 @@ class PairSet:
 def builtin_pairs(model: physics.SurpriseModel, num_pairs: int, seed: int, categories=physics_pairs.CATEGORIES):
     """num_pairs built-in pairs per category in the model's world (frame size, balls, occluder), 2 windows long;
     categories the world cannot stage (two-ball events in a one-ball world) are skipped with a warning."""
-    world = dict(model.config.data.world)
-    world.update(size=model.size, num_frames=2 * model.window)
-    world = BallsWorldConfig(**world)
+    world = BallsWorldConfig(**{**dict(model.config.data.world), "size": model.size, "num_frames": 2 * model.window})
     skipped = [c for c in categories if not physics_pairs.stageable(world, c)]
     if skipped:
         logging.warning("skipping %s: a %d-ball world cannot stage them", ", ".join(skipped), world.num_balls)
