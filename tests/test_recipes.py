@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jepa_jax import config as config_lib
+from jepa_jax.models import posemb
 from jepa_jax.train import loop, optim
 from tests.conftest import REPO
 
@@ -154,3 +155,6 @@ def test_tiny_world_physics_variant_predicts_the_later_half_from_the_first():
     np.testing.assert_array_equal(context[0], np.arange(time_slices // 2 * height * width))
     np.testing.assert_array_equal(target[0], np.arange(time_slices // 2 * height * width, time_slices * height * width))
     assert config.loss.kind == "l2"
+    # The predictor's mask tokens know where they are only through RoPE: at least 5 frequencies per axis.
+    predictor = config.model.predictor
+    assert posemb.rope_axis_dim(predictor.width // predictor.num_heads) // 2 >= 5
