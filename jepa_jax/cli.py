@@ -115,6 +115,8 @@ _BASELINE = flags.DEFINE_string("baseline", None, "Also score this run, e.g. the
 _NUM_PAIRS = flags.DEFINE_integer("num_pairs", 64, "Built-in pairs per category.")
 _CONTEXT = flags.DEFINE_integer("context", 0, "Frames of context of the headline table (0: half the model's clip).")
 _REDUCE = flags.DEFINE_string("reduce", "max", "Per-clip surprise over the windows: max or mean.")
+_RANDOM_INITS = flags.DEFINE_integer("random_inits", 1, "Random-init floors, init seeds SEED, SEED+1, ... (one draw "
+                                     "is noisy: e.g. 4 to see how far image statistics alone move the scores).")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Multi-process: let jax.distributed find the other hosts "
                                "(TPU VM slices, SLURM); tpu_scripts/launch.sh sets it.")
 
@@ -205,7 +207,8 @@ def _eval_physics() -> None:
     out = _OUT.value or os.path.join(_MODEL.value, "physics")
     summary = physics_report.evaluate(_MODEL.value, out, pairs=_PAIRS.value or "", step=_STEP.value,
                                       baseline=_BASELINE.value or "", num_pairs=_NUM_PAIRS.value, seed=_SEED.value,
-                                      context=_CONTEXT.value, reduce=_REDUCE.value, batch_size=_BATCH_SIZE.value)
+                                      context=_CONTEXT.value, reduce=_REDUCE.value, batch_size=_BATCH_SIZE.value,
+                                      random_inits=_RANDOM_INITS.value)
     print(json.dumps(summary))
 
 
@@ -390,7 +393,8 @@ VERBS = (
                     "--config.train.steps=..."}),
     Verb("eval physics", "Intuitive physics: surprise at impossible events (possible vs impossible twin clips), "
          "per category, vs random init and the features without the predictor.", (), ("--model RUN",),
-         ("model", "out", "pairs", "baseline", "num_pairs", "step", "seed", "context", "reduce", "batch_size"),
+         ("model", "out", "pairs", "baseline", "num_pairs", "step", "seed", "context", "reduce", "batch_size",
+          "random_inits"),
          "jepa-jax eval physics --model runs/tiny_world", _eval_physics,
          {"model": "A `jepa-jax train` run directory (ema, sigreg or pixels) or an export folder with a predictor.",
           "out": "Folder for physics.json, physics_report.md, physics_surprise.png (default: MODEL/physics).",

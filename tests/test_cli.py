@@ -28,7 +28,8 @@ VERB_FLAGS = {
             "--proprio_weight --baselines --oracle_episodes",
     "eval probe": "--model --data --val --probe_from --workdir --config --multihost --coordinator_address --num_processes "
                   "--process_id",
-    "eval physics": "--model --out --pairs --baseline --num_pairs --step --seed --context --reduce --batch_size",
+    "eval physics": "--model --out --pairs --baseline --num_pairs --step --seed --context --reduce --batch_size "
+                    "--random_inits",
     "ablate jepa-vs-pixels": "--config --workdir --tasks --probe_steps --multihost --coordinator_address "
                              "--num_processes --process_id",
     "bench": "--config --what --compare --repeats --data --model --out",

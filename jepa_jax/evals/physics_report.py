@@ -112,19 +112,23 @@ def _scores(values: dict, pairs: PairSet, context_index: int, reduce: str) -> di
 
 def evaluate(model_path: str, out: str, *, pairs: str = "", step: int | None = None, baseline: str = "",
              num_pairs: int = 64, seed: int = 0, context: int = 0, reduce: str = "max", stride: int = 2,
-             batch_size: int = 32) -> dict:
+             batch_size: int = 32, random_inits: int = 1) -> dict:
     """Surprise-based scores of the model at `model_path`, the same architecture at random init, the model's
     features without its predictor (copy_last_slice) and, with `baseline`, a pixel-reconstruction run; per
     category. context: frames of context of the headline table
-    (default: half the window); every context length and both reductions are in physics.json."""
+    (default: half the window); every context length and both reductions are in physics.json. random_inits: how
+    many random-init draws (init seeds seed, seed + 1, ...; named "random_init", then "random_init_SEED"): one
+    draw is a noisy floor, several show how far low-level image statistics alone move the scores."""
     storage.check_local(out, "--out")
     physics.per_clip(np.zeros(1), reduce)  # validate before anything loads
-    for name, value in (("num_pairs", num_pairs), ("stride", stride), ("batch_size", batch_size)):
+    for name, value in (("num_pairs", num_pairs), ("stride", stride), ("batch_size", batch_size),
+                        ("random_inits", random_inits)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name}={value!r}: must be a positive integer")
     trained = physics.load_model(model_path, step)
-    models = [trained, physics.random_model(trained.config, seed),
-              dataclasses.replace(trained, name="copy_last_slice", copy_last_slice=True)]
+    randoms = [physics.random_model(trained.config, seed + i, "random_init" + (f"_{seed + i}" if i else ""))
+               for i in range(random_inits)]
+    models = [trained, *randoms, dataclasses.replace(trained, name="copy_last_slice", copy_last_slice=True)]
     if baseline:
         other = physics.load_model(baseline)
         models.append(dataclasses.replace(other, name="pixels" if other.pixels else "baseline"))

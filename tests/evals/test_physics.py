@@ -176,6 +176,15 @@ def test_evaluate_scores_every_category_for_the_model_and_its_random_init(smoke_
         assert os.path.getsize(os.path.join(out, name)) > 0
 
 
+def test_evaluate_scores_one_floor_per_random_init_draw(smoke_run, tmp_path):
+    summary = physics_report.evaluate(smoke_run, str(tmp_path / "physics"), num_pairs=2, seed=3, random_inits=2)
+    assert set(summary["scores"]) == {"trained", "random_init", "random_init_4", "copy_last_slice"}
+    checks = summary["prediction_check"]
+    assert checks["random_init"]["predictor"] != pytest.approx(checks["random_init_4"]["predictor"])  # two draws
+    with pytest.raises(ValueError, match="--random_inits=0"):
+        physics_report.evaluate(smoke_run, str(tmp_path / "bad"), random_inits=0)
+
+
 def _write_pairs(folder, rows):
     """Pairs of the built-in world as mp4 files and a manifest; rows: (category, frames of the impossible clip)."""
     lines = []
